@@ -1,0 +1,10 @@
+/* herald sms: placeholder until the module lands (replaced in this change). */
+#include "app/commands.h"
+#include <stdio.h>
+int cmd_sms(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "herald: 'sms' is not built yet\n");
+    return 1;
+}

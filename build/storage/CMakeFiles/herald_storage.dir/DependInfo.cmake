@@ -1,0 +1,21 @@
+
+# Consider dependencies only in project.
+set(CMAKE_DEPENDS_IN_PROJECT_ONLY OFF)
+
+# The set of languages for which implicit dependencies are needed:
+set(CMAKE_DEPENDS_LANGUAGES
+  )
+
+# The set of dependency files which are needed:
+set(CMAKE_DEPENDS_DEPENDENCY_FILES
+  "/work/main/build/storage/migrations_embedded.c" "storage/CMakeFiles/herald_storage.dir/migrations_embedded.c.o" "gcc" "storage/CMakeFiles/herald_storage.dir/migrations_embedded.c.o.d"
+  "/work/main/storage/placeholder.c" "storage/CMakeFiles/herald_storage.dir/placeholder.c.o" "gcc" "storage/CMakeFiles/herald_storage.dir/placeholder.c.o.d"
+  )
+
+# Targets to which this target links.
+set(CMAKE_TARGET_LINKED_INFO_FILES
+  "/work/main/build/common/CMakeFiles/herald_common.dir/DependInfo.cmake"
+  )
+
+# Fortran module output directory.
+set(CMAKE_Fortran_TARGET_MODULE_DIR "")

@@ -1,0 +1,2 @@
+# Empty dependencies file for herald_storage.
+# This may be replaced when dependencies are built.

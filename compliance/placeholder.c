@@ -1,0 +1,1 @@
+int herald_compliance_placeholder;

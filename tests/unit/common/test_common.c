@@ -1,0 +1,99 @@
+/* Unit tests for common/: capped buffers, phone masking, the .env loader. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/env.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_buf_cap(void **state)
+{
+    buf_t b;
+    (void)state;
+    buf_init(&b, 8);
+    assert_string_equal(buf_str(&b), "");
+    assert_int_equal(buf_puts(&b, "abcd"), 0);
+    assert_int_equal(buf_printf(&b, "%d", 123), 0);
+    assert_string_equal(buf_str(&b), "abcd123");
+    assert_int_equal(buf_puts(&b, "xy"), BUF_ETOOBIG); /* 9 > 8: refused, contents intact */
+    assert_string_equal(buf_str(&b), "abcd123");
+    assert_int_equal(buf_puts(&b, "z"), 0);
+    assert_int_equal(b.len, 8);
+    buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(buf_str(&b), "");
+    buf_close(&b);
+}
+
+static void test_buf_take(void **state)
+{
+    buf_t b;
+    size_t n;
+    char *p;
+    (void)state;
+    buf_init(&b, 1 << 20);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(buf_printf(&b, "%04d", i), 0);
+    p = buf_take(&b, &n);
+    assert_int_equal(n, 4000);
+    assert_memory_equal(p + 3996, "0999", 4);
+    assert_null(b.data);
+    free(p);
+    buf_close(&b);
+}
+
+static void test_mask_phone(void **state)
+{
+    char out[32];
+    (void)state;
+    assert_string_equal(log_mask_phone("+14155550199", out, sizeof(out)), "+1415***0199");
+    assert_string_equal(log_mask_phone("+447911123456", out, sizeof(out)), "+4479***3456");
+    assert_string_equal(log_mask_phone("12345", out, sizeof(out)), "***");
+    assert_string_equal(log_mask_phone(NULL, out, sizeof(out)), "***");
+    /* Never more than 9 of the number's characters survive. */
+    assert_null(strstr(log_mask_phone("+14155550199", out, sizeof(out)), "5550"));
+}
+
+static void test_dotenv(void **state)
+{
+    char path[] = "/tmp/herald-dotenv-XXXXXX";
+    int fd = mkstemp(path), bad = 0;
+    FILE *f = fdopen(fd, "w");
+    (void)state;
+    fputs("# comment\n\nHERALD_T_A=1\nexport HERALD_T_B=\"two words\"\nHERALD_T_C='x=y'\n", f);
+    fclose(f);
+    setenv("HERALD_T_A", "env-wins", 1);
+    unsetenv("HERALD_T_B");
+    unsetenv("HERALD_T_C");
+    assert_int_equal(env_load_dotenv(path, &bad), 2);
+    assert_string_equal(getenv("HERALD_T_A"), "env-wins");
+    assert_string_equal(getenv("HERALD_T_B"), "two words");
+    assert_string_equal(getenv("HERALD_T_C"), "x=y");
+
+    f = fopen(path, "w");
+    fputs("OK=1\nnot a line\n", f);
+    fclose(f);
+    assert_int_equal(env_load_dotenv(path, &bad), -1);
+    assert_int_equal(bad, 2);
+    unlink(path);
+    assert_int_equal(env_load_dotenv("/nonexistent/.env", &bad), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_buf_take),
+        cmocka_unit_test(test_mask_phone),
+        cmocka_unit_test(test_dotenv),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -11,7 +11,7 @@ PKGS=(
   libcsv-dev libhttp-parser-dev libcmocka-dev libicu-dev
   libphonenumber-dev libprotobuf-dev libboost-dev
   postgresql-15 postgresql-client-15
-  tzdata util-linux
+  tzdata util-linux wrk
 )
 # Node is only used by test oracles (sms-segments-calculator, the twilio npm client);
 # a machine that already has node/npm from elsewhere keeps them.

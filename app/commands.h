@@ -12,5 +12,12 @@ int cmd_db(int argc, char **argv);
 int cmd_phone(int argc, char **argv);
 int cmd_sms(int argc, char **argv);
 int cmd_compliance(int argc, char **argv);
+int cmd_campaign(int argc, char **argv);
+int cmd_run_due(int argc, char **argv);
+int cmd_rules(int argc, char **argv);
+int cmd_inbox(int argc, char **argv);
+int cmd_org(int argc, char **argv);
+int cmd_suppression(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

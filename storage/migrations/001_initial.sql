@@ -21,6 +21,8 @@ CREATE TABLE orgs (
     opt_in_text            text,
     created_at             timestamptz NOT NULL DEFAULT now()
 );
+-- The CLI acts for the org named 'default' unless told otherwise: there is at most one.
+CREATE UNIQUE INDEX orgs_one_default ON orgs ((true)) WHERE name = 'default';
 
 CREATE TABLE api_keys (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

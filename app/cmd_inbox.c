@@ -1,0 +1,10 @@
+/* herald inbox: placeholder until its module lands (replaced by that change). */
+#include "app/commands.h"
+#include <stdio.h>
+int cmd_inbox(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "herald: 'inbox' is not built yet\n");
+    return 1;
+}

@@ -1,0 +1,1 @@
+int herald_ingest_placeholder;

@@ -1,0 +1,1 @@
+int herald_scheduler_placeholder;

@@ -1,0 +1,994 @@
+/*
+ * POST /connect/webhook/twilio/sms: Twilio's inbound-message webhook.
+ *
+ * One request goes through one state machine (wh_set_state):
+ *   CONTEXT  one prepared query (herald_inbound_context) finds the org by the To
+ *            number (or AccountSid), its auth token, a previous message with this
+ *            MessageSid, the form in progress, the contact's tags and attributes
+ *            and the live rule-set version;
+ *   (check the X-Twilio-Signature with the org's token: 403 / 400)
+ *   RULES    only when the registry holds another version than the database: load
+ *            and compile the rule set, swap it in;
+ *   APPLY    evaluate (pure) and write the message and every action in one statement
+ *            (herald_inbound_apply), so one transaction, before answering TwiML;
+ *   REREAD   a concurrent retry won the MessageSid race: read the TwiML it answered.
+ * Any database failure answers 503 so that Twilio retries; nothing answers 200
+ * unless the message is committed. Actions that call out (go-to-flow, ai-assistant,
+ * trigger-automation) are recorded in that transaction as events and performed
+ * after the commit by jobs (job_*), which record their outcome as further events.
+ */
+#include "app/serve.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "compliance/segments.h"
+#include "http/form.h"
+#include "http/twiml.h"
+#include "provider/signature.h"
+#include "routing/routing.h"
+#include "storage/inbox.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WH_MAX_FIELDS 200
+#define WH_MAX_FIELD_LEN (16 * 1024)
+#define WH_MAX_MEDIA 10
+#define WH_TWIML_MAX (64 * 1024)
+#define JOB_MAX_ATTEMPTS 4
+#define JOB_BACKOFF_MS 500
+#define JOB_DEFAULT_AI_TIMEOUT_MS 10000
+#define JOB_MAX_PENDING 10000
+
+typedef enum wh_state {
+    WH_CONTEXT,
+    WH_RULES,
+    WH_APPLY,
+    WH_REREAD,
+    WH_DONE,
+} wh_state_t;
+
+typedef struct webhook {
+    serve_ctx_t *ctx;
+    routing_registry_t *registry;
+    routing_decision_t decision;
+    int closing;
+    struct job *jobs; /* pending post-commit jobs */
+    size_t n_jobs;
+    metrics_counter_t *m_ok, *m_dup, *m_bad, *m_forbidden, *m_unknown, *m_unavailable;
+    metrics_counter_t *m_jobs_ok, *m_jobs_failed;
+    metrics_histogram_t *m_latency;
+} webhook_t;
+
+typedef struct wh_req {
+    webhook_t *wh;
+    http_request_t *req;
+    wh_state_t state;
+    uint64_t t0;
+    const http_form_t *form; /* request arena; the signature check needs every field */
+    const char *to, *from, *sid, *account;
+    buf_t body;  /* the Body, invalid UTF-8 replaced */
+    json_t *media; /* [{"url","content_type"}] */
+    /* From the context row (copied). */
+    int64_t org_id;
+    char *help_text, *opt_out_text, *opt_in_text;
+    char *form_state, *contact_tags, *contact_attrs;
+    int suppressed;
+    int rules_version; /* -1: no active set */
+    char *twiml;       /* the answer being given */
+    json_t *async;     /* async actions, in order: [{"type", ...}] */
+} wh_req_t;
+
+static const char *const wh_state_names[] = {"context", "rules", "apply", "reread", "done"};
+
+static void wh_set_state(wh_req_t *r, wh_state_t to)
+{
+    log_debug("webhook %s: %s -> %s", r->sid ? r->sid : "?", wh_state_names[r->state], wh_state_names[to]);
+    r->state = to;
+}
+
+static const char ctx_sql[] = "SELECT org_id, auth_token_enc, help_text, opt_out_text, opt_in_text, dup_message_id,"
+                              " dup_twiml, form_state::text, contact_tags::text, contact_attrs::text, suppressed,"
+                              " rules_version FROM herald_inbound_context($1, $2, $3, $4)";
+static const char rules_sql[] =
+    "SELECT version, document::text FROM rule_sets WHERE org_id = $1 AND number = $2 AND active";
+static const char apply_sql[] = "SELECT herald_inbound_apply($1::jsonb)::text";
+static const char event_sql[] = "INSERT INTO conversation_events (org_id, conversation_id, message_id, rule_name,"
+                                " action, detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)";
+static const char history_sql[] =
+    "SELECT coalesce(json_agg(json_build_object('direction', direction, 'body', body, 'at', created_at)"
+    " ORDER BY id), '[]')::text FROM (SELECT id, direction, body, created_at FROM messages"
+    " WHERE org_id = $1 AND conversation_id = $2 ORDER BY id DESC LIMIT 20) h";
+
+static void wh_free(wh_req_t *r)
+{
+    buf_close(&r->body);
+    json_decref(r->media);
+    json_decref(r->async);
+    free(r->help_text);
+    free(r->opt_out_text);
+    free(r->opt_in_text);
+    free(r->form_state);
+    free(r->contact_tags);
+    free(r->contact_attrs);
+    free(r->twiml);
+    free(r);
+}
+
+static void wh_finish(wh_req_t *r, int status, const char *twiml, metrics_counter_t *outcome)
+{
+    webhook_t *wh = r->wh;
+
+    wh_set_state(r, WH_DONE);
+    metrics_counter_add(outcome, 1);
+    metrics_histogram_observe(wh->m_latency, (double)(uv_hrtime() - r->t0) / 1e9);
+    if (twiml)
+        http_respond(r->req, status, "text/xml", NULL, twiml, strlen(twiml));
+    else
+        http_respond_status(r->req, status);
+    wh_free(r);
+}
+
+static void wh_unavailable(wh_req_t *r, const char *why)
+{
+    log_error("webhook %s: not stored (%s): answering 503 so Twilio retries", r->sid, why);
+    wh_finish(r, 503, NULL, r->wh->m_unavailable);
+}
+
+static char *dup_value(const PGresult *res, int col)
+{
+    return PQgetisnull(res, 0, col) ? NULL : xstrdup(PQgetvalue(res, 0, col));
+}
+
+/* ---- post-commit jobs ---- */
+
+typedef enum job_kind { JOB_FLOW, JOB_AI, JOB_AUTOMATION } job_kind_t;
+
+typedef enum job_state {
+    JOB_WAITING,  /* timer running (backoff) */
+    JOB_HISTORY,  /* ai-assistant: reading the conversation */
+    JOB_CALLING,  /* HTTP request in flight */
+    JOB_RECORDING, /* writing the outcome */
+    JOB_CLOSING,  /* timer closing; freed in its close callback */
+} job_state_t;
+
+typedef struct job {
+    webhook_t *wh;
+    struct job *prev, *next;
+    job_kind_t kind;
+    job_state_t state;
+    uv_timer_t timer;
+    int http_pending; /* a request is with the HTTP client (its callback will come) */
+    int recorded;     /* the outcome event is written (or given up) */
+    int timed_out;
+    unsigned attempts;
+    unsigned timeout_ms;
+    int64_t org_id, conv_id, msg_id;
+    char *rule;
+    char *url;
+    char *secret;
+    char *payload; /* JSON body */
+    char *action;  /* action name for the outcome event */
+} job_t;
+
+static void job_close(job_t *j);
+static void job_call(job_t *j);
+
+static void on_job_timer_closed(uv_handle_t *h)
+{
+    job_t *j = h->data;
+    free(j->rule);
+    free(j->url);
+    free(j->secret);
+    free(j->payload);
+    free(j->action);
+    free(j);
+}
+
+static void job_close(job_t *j)
+{
+    webhook_t *wh = j->wh;
+
+    if (j->state == JOB_CLOSING)
+        return;
+    j->state = JOB_CLOSING;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        wh->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    wh->n_jobs--;
+    uv_close((uv_handle_t *)&j->timer, on_job_timer_closed);
+}
+
+static void on_job_recorded(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    job_t *j = arg;
+    serve_db_report(j->wh->ctx, db, res, err);
+    if (err)
+        log_error("job %s: could not record the outcome: %s", j->action, err);
+    j->recorded = 1;
+    if (!j->http_pending)
+        job_close(j);
+}
+
+/* Records the outcome as an event (and, for an AI answer, queues the reply first). */
+static void job_record(job_t *j, json_t *detail, int ok)
+{
+    webhook_t *wh = j->wh;
+    db_t *db = wh->closing ? NULL : serve_db(wh->ctx);
+    char org[24], conv[24], msg[24];
+    char *d = json_dumps(detail, JSON_COMPACT);
+    const char *p[6] = {org, conv, msg, j->rule, j->action, d};
+
+    metrics_counter_add(ok ? wh->m_jobs_ok : wh->m_jobs_failed, 1);
+    snprintf(org, sizeof(org), "%" PRId64, j->org_id);
+    snprintf(conv, sizeof(conv), "%" PRId64, j->conv_id);
+    snprintf(msg, sizeof(msg), "%" PRId64, j->msg_id);
+    j->state = JOB_RECORDING;
+    if (!db || db_exec_prepared(db, "wh_event", 6, p, on_job_recorded, j) != 0) {
+        log_error("job %s: outcome not recorded (database unavailable)", j->action);
+        j->recorded = 1;
+        if (!j->http_pending)
+            job_close(j);
+    }
+    free(d);
+}
+
+static void on_ai_reply_queued(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    job_t *j = arg;
+    json_t *detail;
+
+    serve_db_report(j->wh->ctx, db, res, err);
+    if (err) {
+        detail = json_pack("{s:s, s:s}", "status", "failed", "error", "could not queue the answer");
+        job_record(j, detail, 0);
+    } else {
+        const char *outcome = PQntuples(res) ? PQgetvalue(res, 0, 0) : "not found";
+        detail = json_pack("{s:s, s:s?}", "status", strcmp(outcome, "queued") == 0 ? "answered" : outcome,
+                           "outbox_id", PQntuples(res) && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1) : NULL);
+        job_record(j, detail, 1);
+    }
+    json_decref(detail);
+}
+
+static void job_ai_answer(job_t *j, const char *answer, size_t len)
+{
+    sms_info_t info;
+    char org[24], conv[24], segs[16];
+    const char *p[7] = {org, conv, answer, segs, NULL, "auto_reply", "ai-assistant"};
+    db_t *db = serve_db(j->wh->ctx);
+    json_t *detail;
+
+    if (len == 0 || len > 6400 || sms_analyze(answer, len, 0, &info) != 0 || info.over_limit) {
+        detail = json_pack("{s:s, s:s}", "status", "failed", "error", "answer empty, too long or not UTF-8");
+        job_record(j, detail, 0);
+        json_decref(detail);
+        return;
+    }
+    snprintf(org, sizeof(org), "%" PRId64, j->org_id);
+    snprintf(conv, sizeof(conv), "%" PRId64, j->conv_id);
+    snprintf(segs, sizeof(segs), "%u", info.segments);
+    p[4] = sms_encoding_name(info.encoding);
+    j->state = JOB_RECORDING;
+    if (!db || db_exec_prepared(db, "wh_queue_reply", 7, p, on_ai_reply_queued, j) != 0) {
+        detail = json_pack("{s:s, s:s}", "status", "failed", "error", "database unavailable");
+        job_record(j, detail, 0);
+        json_decref(detail);
+    }
+}
+
+static void on_job_retry(uv_timer_t *t)
+{
+    job_call(t->data);
+}
+
+static void on_ai_timeout(uv_timer_t *t)
+{
+    job_t *j = t->data;
+    json_t *detail;
+
+    if (j->state != JOB_CALLING)
+        return;
+    j->timed_out = 1;
+    detail = json_pack("{s:s, s:i}", "status", "timeout", "timeout_ms", (int)j->timeout_ms);
+    /* The request's callback still arrives later; it sees timed_out and only closes the job. */
+    job_record(j, detail, 0);
+    json_decref(detail);
+}
+
+static void on_job_response(const http_response_t *resp, void *arg)
+{
+    job_t *j = arg;
+    webhook_t *wh = j->wh;
+    int ok = resp->status >= 200 && resp->status < 300;
+    int retryable = resp->status == 0 || resp->status == 429 || resp->status >= 500;
+    json_t *detail;
+
+    j->http_pending = 0;
+    if (j->timed_out) {
+        if (j->recorded)
+            job_close(j);
+        return;
+    }
+    if (j->kind == JOB_AI)
+        uv_timer_stop(&j->timer);
+    if (wh->closing) {
+        job_close(j);
+        return;
+    }
+    if (ok && j->kind == JOB_AI) {
+        json_error_t jerr;
+        json_t *doc = json_loadb(resp->body, resp->body_len, 0, &jerr);
+        const char *answer = doc ? json_string_value(json_object_get(doc, "reply")) : NULL;
+        if (!doc)
+            answer = resp->body;
+        job_ai_answer(j, answer ? answer : "", answer ? strlen(answer) : 0);
+        json_decref(doc);
+        return;
+    }
+    if (!ok && retryable && j->kind == JOB_AUTOMATION && j->attempts < JOB_MAX_ATTEMPTS) {
+        j->state = JOB_WAITING;
+        uv_timer_start(&j->timer, on_job_retry, (uint64_t)JOB_BACKOFF_MS << (j->attempts - 1), 0);
+        return;
+    }
+    detail = json_pack("{s:s, s:i, s:i, s:s?}", "status", ok ? "delivered" : "failed", "http_status",
+                       (int)resp->status, "attempts", (int)j->attempts, "error", resp->error);
+    job_record(j, detail, ok);
+    json_decref(detail);
+}
+
+static void job_call(job_t *j)
+{
+    webhook_t *wh = j->wh;
+    char sig[100], idh[64];
+    const char *headers[4] = {"Content-Type: application/json", NULL, NULL, NULL};
+    size_t nh = 1;
+    json_t *detail;
+
+    if (wh->closing) {
+        job_close(j);
+        return;
+    }
+    j->attempts++;
+    if (j->secret && *j->secret) {
+        unsigned char mac[32];
+        char hex[65];
+        crypto_hmac_sha256(j->secret, strlen(j->secret), j->payload, strlen(j->payload), mac);
+        crypto_hex(mac, 32, hex);
+        snprintf(sig, sizeof(sig), "X-Herald-Signature: sha256=%s", hex);
+        headers[nh++] = sig;
+    }
+    snprintf(idh, sizeof(idh), "X-Herald-Message-Id: %" PRId64, j->msg_id);
+    headers[nh++] = idh;
+    j->state = JOB_CALLING;
+    j->http_pending = 1;
+    if (http_client_request(wh->ctx->client, "POST", j->url, headers, j->payload, strlen(j->payload), NULL,
+                            on_job_response, j) != 0) {
+        j->http_pending = 0;
+        detail = json_pack("{s:s, s:s}", "status", "failed", "error", "request not started");
+        job_record(j, detail, 0);
+        json_decref(detail);
+        return;
+    }
+    if (j->kind == JOB_AI)
+        uv_timer_start(&j->timer, on_ai_timeout, j->timeout_ms, 0);
+}
+
+static void on_ai_history(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    job_t *j = arg;
+    json_t *payload, *hist;
+
+    serve_db_report(j->wh->ctx, db, res, err);
+    if (j->wh->closing) {
+        job_close(j);
+        return;
+    }
+    hist = !err && PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    payload = json_loads(j->payload, 0, NULL);
+    json_object_set_new(payload, "messages", hist ? hist : json_array());
+    free(j->payload);
+    j->payload = json_dumps(payload, JSON_COMPACT);
+    json_decref(payload);
+    job_call(j);
+}
+
+/* Starts the post-commit job for one async action (spec: {"type", "url", ...}). */
+static void job_start(webhook_t *wh, const wh_req_t *r, json_t *spec, int64_t conv, int64_t msg)
+{
+    const char *type = json_string_value(json_object_get(spec, "type"));
+    const char *url = json_string_value(json_object_get(spec, "url"));
+    json_t *payload;
+    job_t *j;
+
+    if (!url || !*url || wh->n_jobs >= JOB_MAX_PENDING)
+        return;
+    j = xcalloc(1, sizeof(*j));
+    j->wh = wh;
+    j->org_id = r->org_id;
+    j->conv_id = conv;
+    j->msg_id = msg;
+    j->url = xstrdup(url);
+    j->action = xstrdup(type);
+    j->rule = json_string_value(json_object_get(spec, "rule")) ? xstrdup(json_string_value(json_object_get(spec, "rule")))
+                                                                : NULL;
+    j->kind = strcmp(type, "ai-assistant") == 0        ? JOB_AI
+              : strcmp(type, "trigger-automation") == 0 ? JOB_AUTOMATION
+                                                         : JOB_FLOW;
+    j->timeout_ms = (unsigned)json_integer_value(json_object_get(spec, "timeout_ms"));
+    if (j->timeout_ms == 0)
+        j->timeout_ms = JOB_DEFAULT_AI_TIMEOUT_MS;
+    if (j->kind == JOB_AUTOMATION) {
+        const char *secret = json_string_value(json_object_get(spec, "secret"));
+        if (!secret || !*secret)
+            secret = wh->ctx->cfg.automation_secret;
+        j->secret = xstrdup(secret);
+    }
+    payload = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s%}", "event",
+                        json_string_value(json_object_get(spec, "event")) ? json_string_value(json_object_get(spec, "event"))
+                                                                          : type,
+                        "org_id", (json_int_t)r->org_id, "conversation_id", (json_int_t)conv, "message_id",
+                        (json_int_t)msg, "message_sid", r->sid, "from", r->from, "to", r->to, "body",
+                        buf_str(&r->body), r->body.len);
+    if (json_object_get(spec, "flow"))
+        json_object_set(payload, "flow", json_object_get(spec, "flow"));
+    if (json_object_get(spec, "prompt"))
+        json_object_set(payload, "prompt", json_object_get(spec, "prompt"));
+    j->payload = json_dumps(payload, JSON_COMPACT);
+    json_decref(payload);
+    uv_timer_init(wh->ctx->loop, &j->timer);
+    j->timer.data = j;
+    j->next = wh->jobs;
+    if (wh->jobs)
+        wh->jobs->prev = j;
+    wh->jobs = j;
+    wh->n_jobs++;
+    if (j->kind == JOB_AI) {
+        char org[24], cv[24];
+        const char *p[2] = {org, cv};
+        db_t *db = serve_db(wh->ctx);
+        snprintf(org, sizeof(org), "%" PRId64, r->org_id);
+        snprintf(cv, sizeof(cv), "%" PRId64, conv);
+        j->state = JOB_HISTORY;
+        if (db && db_exec_prepared(db, "wh_history", 2, p, on_ai_history, j) == 0)
+            return;
+    }
+    job_call(j);
+}
+
+/* ---- evaluation and the transaction ---- */
+
+static void on_apply(db_t *db, const PGresult *res, const char *err, void *arg);
+static void on_context(db_t *db, const PGresult *res, const char *err, void *arg);
+
+/* Adds the reply of action a (text) to the answer or the outbox; returns why it was skipped, or NULL. */
+static const char *add_reply(wh_req_t *r, json_t *ops, buf_t *twiml, int *n_twiml, const routing_out_action_t *a)
+{
+    sms_info_t info;
+
+    if (!a->text || a->text_len == 0)
+        return NULL;
+    if (r->suppressed && a->type != ROUTING_ACT_OPT_IN && a->type != ROUTING_ACT_HELP)
+        return "suppressed";
+    if (sms_analyze(a->text, a->text_len, 0, &info) != 0 || info.over_limit)
+        return "reply too long or not UTF-8";
+    if (a->mode == ROUTING_REPLY_QUEUED) {
+        json_array_append_new(ops, json_pack("{s:s, s:s%, s:s, s:i, s:s, s:s}", "op", "queue", "body", a->text,
+                                             a->text_len, "to", r->from, "segments", (int)info.segments, "encoding",
+                                             sms_encoding_name(info.encoding), "source", "auto_reply"));
+    } else {
+        if (twiml_message(twiml, a->text, a->text_len) != 0)
+            return "answer too long";
+        (*n_twiml)++;
+        json_array_append_new(ops, json_pack("{s:s, s:s%}", "op", "twiml", "body", a->text, a->text_len));
+    }
+    return NULL;
+}
+
+static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
+{
+    webhook_t *wh = r->wh;
+    routing_decision_t *d = &wh->decision;
+    routing_input_t in = {0};
+    const char *tags[64];
+    routing_attr_t attrs[64];
+    json_t *tagsj = r->contact_tags ? json_loads(r->contact_tags, 0, NULL) : NULL;
+    json_t *attrsj = r->contact_attrs ? json_loads(r->contact_attrs, 0, NULL) : NULL;
+    json_t *formj = r->form_state ? json_loads(r->form_state, 0, NULL) : NULL;
+    json_t *doc, *ops = json_array();
+    buf_t twiml;
+    int n_twiml = 0;
+    char *text;
+    const char *params[1];
+    db_t *db;
+
+    in.body = buf_str(&r->body);
+    in.body_len = r->body.len;
+    in.from = r->from;
+    in.to = r->to;
+    for (size_t i = 0; i < json_array_size(tagsj) && in.n_tags < 64; i++)
+        if (json_is_string(json_array_get(tagsj, i)))
+            tags[in.n_tags++] = json_string_value(json_array_get(tagsj, i));
+    in.tags = tags;
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(attrsj, k, v)
+        {
+            if (in.n_attrs < 64 && json_is_string(v)) {
+                attrs[in.n_attrs].key = k;
+                attrs[in.n_attrs].value = json_string_value(v);
+                in.n_attrs++;
+            }
+        }
+    }
+    in.attrs = attrs;
+    in.form = json_string_value(json_object_get(formj, "form"));
+    in.form_step = (int)json_integer_value(json_object_get(formj, "step"));
+    in.opt_out_text = r->opt_out_text;
+    in.opt_in_text = r->opt_in_text;
+    in.help_text = r->help_text;
+
+    buf_init(&twiml, WH_TWIML_MAX);
+    if (twiml_begin(&twiml) != 0)
+        abort();
+    r->async = json_array();
+    if (routing_evaluate(rs, &in, d) != 0) {
+        d->n_actions = 0;
+        d->form.op = ROUTING_FORM_KEEP;
+    }
+    if (d->flags & (ROUTING_F_LIMIT_HIT | ROUTING_F_BUDGET))
+        log_warn("webhook %s: a rule's regex hit its match limit (counted as no match)", r->sid);
+
+    for (size_t i = 0; i < d->n_actions; i++) {
+        const routing_out_action_t *a = &d->actions[i];
+        const routing_action_t *spec = a->spec;
+        json_t *detail = routing_action_to_json(a);
+        json_t *op = json_pack("{s:s, s:s, s:s?, s:o}", "op", "none", "action", routing_action_name(a->type), "rule",
+                               a->rule_name, "detail", detail);
+        const char *skipped = NULL, *copy;
+        size_t copy_len;
+        int send_reply = 1;
+
+        switch (a->type) {
+        case ROUTING_ACT_OPT_OUT:
+            json_object_set_new(op, "op", json_string("opt_out"));
+            json_object_set_new(op, "keyword", json_string(a->keyword ? a->keyword : ""));
+            /* One confirmation: a contact who is already opted out is not messaged again. */
+            if (r->suppressed) {
+                send_reply = 0;
+                skipped = "already opted out";
+            }
+            break;
+        case ROUTING_ACT_OPT_IN:
+            json_object_set_new(op, "op", json_string("opt_in"));
+            json_object_set_new(op, "keyword", json_string(a->keyword ? a->keyword : ""));
+            break;
+        case ROUTING_ACT_ADD_TAG:
+        case ROUTING_ACT_REMOVE_TAG:
+            json_object_set_new(op, "op", json_string(a->type == ROUTING_ACT_ADD_TAG ? "add_tag" : "remove_tag"));
+            json_object_set_new(op, "tag", json_string(spec ? spec->u.tag.tag : ""));
+            break;
+        case ROUTING_ACT_CREATE_LEAD:
+            json_object_set_new(op, "op", json_string("create_lead"));
+            json_object_set_new(op, "source", json_string(spec && spec->u.lead.source ? spec->u.lead.source
+                                                                                      : (a->rule_name ? a->rule_name : "sms")));
+            break;
+        case ROUTING_ACT_FORM_ANSWER:
+            json_object_set_new(op, "op", json_string("form_answer"));
+            json_object_set_new(op, "field", json_string(a->field ? a->field : ""));
+            json_object_set_new(op, "value", json_stringn(a->value ? a->value : "", a->value ? a->value_len : 0));
+            break;
+        case ROUTING_ACT_FORWARD_SMS:
+            send_reply = 0;
+            /* routing.h names value as the copy; the engine fills text: take either. */
+            copy = a->value ? a->value : a->text;
+            copy_len = a->value ? a->value_len : a->text_len;
+            if (spec && copy) {
+                sms_info_t info;
+                if (sms_analyze(copy, copy_len, 0, &info) == 0 && !info.over_limit) {
+                    json_object_set_new(op, "op", json_string("queue"));
+                    json_object_set_new(op, "to", json_string(spec->u.forward.to));
+                    json_object_set_new(op, "body", json_stringn(copy, copy_len));
+                    json_object_set_new(op, "segments", json_integer(info.segments));
+                    json_object_set_new(op, "encoding", json_string(sms_encoding_name(info.encoding)));
+                    json_object_set_new(op, "source", json_string("forward"));
+                } else {
+                    skipped = "copy too long";
+                }
+            }
+            break;
+        case ROUTING_ACT_GO_TO_FLOW:
+        case ROUTING_ACT_AI_ASSISTANT:
+        case ROUTING_ACT_TRIGGER_AUTOMATION: {
+            json_t *spec_j = json_pack("{s:s, s:s?}", "type", routing_action_name(a->type), "rule", a->rule_name);
+            if (spec && a->type == ROUTING_ACT_GO_TO_FLOW) {
+                json_object_set_new(spec_j, "flow", json_string(spec->u.flow.flow));
+                if (spec->u.flow.endpoint)
+                    json_object_set_new(spec_j, "url", json_string(spec->u.flow.endpoint));
+            } else if (spec && a->type == ROUTING_ACT_AI_ASSISTANT) {
+                json_object_set_new(spec_j, "url", json_string(spec->u.ai.endpoint));
+                json_object_set_new(spec_j, "timeout_ms", json_integer(spec->u.ai.timeout_ms));
+                if (spec->u.ai.prompt)
+                    json_object_set_new(spec_j, "prompt", json_string(spec->u.ai.prompt));
+            } else if (spec) {
+                json_object_set_new(spec_j, "url", json_string(spec->u.automation.url));
+                json_object_set_new(spec_j, "event", json_string(spec->u.automation.event ? spec->u.automation.event : "inbound"));
+                if (spec->u.automation.secret)
+                    json_object_set_new(spec_j, "secret", json_string(spec->u.automation.secret));
+            }
+            json_object_set_new(op, "async", json_true());
+            json_object_set_new(json_object_get(op, "detail"), "status",
+                                json_string(json_object_get(spec_j, "url") ? "pending" : "recorded"));
+            json_array_append_new(r->async, spec_j);
+            break;
+        }
+        default:
+            break;
+        }
+        if (skipped)
+            json_object_set_new(json_object_get(op, "detail"), "reply_skipped", json_string(skipped));
+        json_array_append_new(ops, op);
+        if (send_reply) {
+            const char *why = add_reply(r, ops, &twiml, &n_twiml, a);
+            if (why)
+                json_object_set_new(json_object_get(op, "detail"), "reply_skipped", json_string(why));
+        }
+    }
+
+    if (twiml_end(&twiml) != 0)
+        abort();
+    r->twiml = xstrdup(n_twiml ? buf_str(&twiml) : twiml_empty());
+    buf_close(&twiml);
+
+    doc = json_pack("{s:I, s:s, s:s, s:s, s:s%, s:O, s:s, s:o}", "org_id", (json_int_t)r->org_id, "to", r->to, "from",
+                    r->from, "sid", r->sid, "body", buf_str(&r->body), r->body.len, "media", r->media, "twiml",
+                    r->twiml, "actions", ops);
+    if (d->form.op == ROUTING_FORM_SET)
+        json_object_set_new(doc, "form", json_pack("{s:s, s:s, s:i}", "op", "set", "form", d->form.form, "step",
+                                                   d->form.step));
+    else if (d->form.op == ROUTING_FORM_CLEAR)
+        json_object_set_new(doc, "form", json_pack("{s:s}", "op", "clear"));
+    text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    json_decref(tagsj);
+    json_decref(attrsj);
+    json_decref(formj);
+    rules_unref(rs);
+
+    wh_set_state(r, WH_APPLY);
+    params[0] = text;
+    db = serve_db(wh->ctx);
+    if (!db || db_exec_prepared(db, "wh_apply", 1, params, on_apply, r) != 0)
+        wh_unavailable(r, "no database connection");
+    free(text);
+}
+
+static void on_apply(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    wh_req_t *r = arg;
+    webhook_t *wh = r->wh;
+    const char *state;
+    json_t *out;
+    const char *params[4];
+    int64_t conv, msg;
+
+    serve_db_report(wh->ctx, db, res, err);
+    if (err) {
+        state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (state && strcmp(state, "HR001") == 0) {
+            /* A retry of the same message committed first: answer what it answered. */
+            wh_set_state(r, WH_REREAD);
+            params[0] = r->to;
+            params[1] = r->from;
+            params[2] = r->sid;
+            params[3] = r->account;
+            db = serve_db(wh->ctx);
+            if (!db || db_exec_prepared(db, "wh_ctx", 4, params, on_context, r) != 0)
+                wh_unavailable(r, "no database connection");
+            return;
+        }
+        wh_unavailable(r, err);
+        return;
+    }
+    out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    conv = json_integer_value(json_object_get(out, "conversation_id"));
+    msg = json_integer_value(json_object_get(out, "message_id"));
+    for (size_t i = 0; i < json_array_size(r->async); i++)
+        if (!wh->closing)
+            job_start(wh, r, json_array_get(r->async, i), conv, msg);
+    json_decref(out);
+    wh_finish(r, 200, r->twiml, wh->m_ok);
+}
+
+static void on_rules(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    wh_req_t *r = arg;
+    webhook_t *wh = r->wh;
+    routing_ruleset_t *rs = NULL;
+    routing_error_t rerr;
+
+    serve_db_report(wh->ctx, db, res, err);
+    if (err) {
+        wh_unavailable(r, err);
+        return;
+    }
+    if (PQntuples(res) == 1) {
+        const char *docs = PQgetvalue(res, 0, 1);
+        if (rules_compile(docs, strlen(docs), &rs, &rerr) != 0) {
+            log_error("rules for org %" PRId64 ": %s (carrier keywords only)", r->org_id, rerr.text);
+            rs = NULL;
+        } else {
+            rules_set_version(rs, atoi(PQgetvalue(res, 0, 0)));
+        }
+    }
+    if (routing_registry_swap(wh->registry, r->org_id, r->to, rs ? rules_ref(rs) : NULL) != 0)
+        log_error("rules for org %" PRId64 ": swap failed", r->org_id);
+    evaluate_and_apply(r, rs);
+}
+
+/* Checks the signature; answers 403/400 itself and returns -1 when it fails. */
+static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult *res)
+{
+    webhook_t *wh = r->wh;
+    const serve_config_t *cfg = &wh->ctx->cfg;
+    const char *sig = http_request_header(r->req, "X-Twilio-Signature");
+    char token[256];
+    char url[4096];
+    twilio_param_t *params;
+    int rc;
+
+    if (cfg->webhook_insecure)
+        return 0;
+    token[0] = '\0';
+    if (!PQgetisnull(res, 0, 1)) {
+        unsigned char *raw;
+        size_t rawlen, tlen;
+        raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &rawlen);
+        if (raw && cfg->have_master_key && rawlen >= CRYPTO_SEAL_OVERHEAD &&
+            rawlen - CRYPTO_SEAL_OVERHEAD < sizeof(token)) {
+            if (crypto_open(cfg->master_key, raw, rawlen, token, &tlen) != 0)
+                token[0] = '\0';
+        }
+        if (raw)
+            PQfreemem(raw);
+        if (!token[0])
+            log_error("webhook: org %" PRId64 ": stored auth token cannot be decrypted (HERALD_MASTER_KEY?)",
+                      r->org_id);
+    }
+    if (!token[0])
+        snprintf(token, sizeof(token), "%s", cfg->env_auth_token);
+    if (!token[0]) {
+        log_error("webhook: org %" PRId64 " has no auth token and TWILIO_AUTH_TOKEN is unset: refusing", r->org_id);
+        wh_finish(r, 403, NULL, wh->m_forbidden);
+        return -1;
+    }
+    if (cfg->public_url[0]) {
+        snprintf(url, sizeof(url), "%s%s", cfg->public_url, r->req->target);
+    } else {
+        const char *host = http_request_header(r->req, "Host");
+        snprintf(url, sizeof(url), "http://%s%s", host ? host : "localhost", r->req->target);
+    }
+    params = http_arena_alloc(r->req->arena, (form->count ? form->count : 1) * sizeof(*params));
+    for (size_t i = 0; i < form->count; i++) {
+        params[i].name = form->params[i].name;
+        params[i].value = form->params[i].value;
+    }
+    rc = twilio_signature_validate_form(token, url, params, form->count, sig);
+    memset(token, 0, sizeof(token));
+    if (rc != 0) {
+        log_warn("webhook %s: signature check failed (%s)", r->sid, twilio_signature_strerror(rc));
+        wh_finish(r, 403, NULL, wh->m_forbidden);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_context(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    wh_req_t *r = arg;
+    webhook_t *wh = r->wh;
+    routing_ruleset_t *rs;
+    db_t *db2;
+
+    serve_db_report(wh->ctx, db, res, err);
+    if (err) {
+        wh_unavailable(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        char masked[32];
+        log_warn("webhook %s: no org receives on %s", r->sid, log_mask_phone(r->to, masked, sizeof(masked)));
+        wh_finish(r, 404, NULL, wh->m_unknown);
+        return;
+    }
+    if (r->state == WH_CONTEXT) {
+        if (check_signature(r, r->form, res) != 0)
+            return;
+    }
+    if (!PQgetisnull(res, 0, 5)) {
+        wh_finish(r, 200, PQgetisnull(res, 0, 6) ? twiml_empty() : PQgetvalue(res, 0, 6), wh->m_dup);
+        return;
+    }
+    if (r->state == WH_REREAD) {
+        wh_unavailable(r, "duplicate MessageSid vanished");
+        return;
+    }
+    r->org_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    r->help_text = dup_value(res, 2);
+    r->opt_out_text = dup_value(res, 3);
+    r->opt_in_text = dup_value(res, 4);
+    r->form_state = dup_value(res, 7);
+    r->contact_tags = dup_value(res, 8);
+    r->contact_attrs = dup_value(res, 9);
+    r->suppressed = PQgetvalue(res, 0, 10)[0] == 't';
+    r->rules_version = PQgetisnull(res, 0, 11) ? -1 : atoi(PQgetvalue(res, 0, 11));
+
+    rs = routing_registry_acquire(wh->registry, r->org_id, r->to);
+    if ((rs ? rules_version(rs) : -1) == r->rules_version) {
+        evaluate_and_apply(r, rs);
+        return;
+    }
+    rules_unref(rs);
+    if (r->rules_version < 0) {
+        if (routing_registry_swap(wh->registry, r->org_id, r->to, NULL) != 0)
+            log_error("rules: swap failed");
+        evaluate_and_apply(r, NULL);
+        return;
+    }
+    wh_set_state(r, WH_RULES);
+    {
+        char org[24];
+        const char *params[2] = {org, r->to};
+        snprintf(org, sizeof(org), "%" PRId64, r->org_id);
+        db2 = serve_db(wh->ctx);
+        if (!db2 || db_exec_prepared(db2, "wh_rules", 2, params, on_rules, r) != 0)
+            wh_unavailable(r, "no database connection");
+    }
+}
+
+static int is_e164(const char *s)
+{
+    size_t n;
+    if (!s || s[0] != '+' || s[1] < '1' || s[1] > '9')
+        return 0;
+    n = strlen(s + 1);
+    return n >= 2 && n <= 15 && strspn(s + 1, "0123456789") == n;
+}
+
+static void bad_request(webhook_t *wh, http_request_t *req, const char *why)
+{
+    metrics_counter_add(wh->m_bad, 1);
+    http_respond(req, 400, "text/plain", NULL, why, strlen(why));
+}
+
+static void on_sms(http_request_t *req, void *arg)
+{
+    webhook_t *wh = arg;
+    http_form_limits_t lim = {WH_MAX_FIELDS, WH_MAX_FIELD_LEN, 1u << 20};
+    http_form_t *form = http_arena_alloc(req->arena, sizeof(*form));
+    http_form_error_t ferr;
+    const char *body, *nmedia;
+    const char *params[4];
+    wh_req_t *r;
+    db_t *db;
+    int rc;
+
+    rc = http_form_parse(req->body, req->body_len, &lim, req->arena, form, &ferr);
+    if (rc != 0) {
+        char why[160];
+        snprintf(why, sizeof(why), "bad form body at byte %zu: %s\n", ferr.offset, ferr.reason);
+        bad_request(wh, req, why);
+        return;
+    }
+    if (!wh->ctx->cfg.webhook_insecure && !http_request_header(req, "X-Twilio-Signature")) {
+        bad_request(wh, req, "missing X-Twilio-Signature\n");
+        return;
+    }
+    r = xcalloc(1, sizeof(*r));
+    r->wh = wh;
+    r->req = req;
+    r->t0 = uv_hrtime();
+    r->sid = http_form_get(form, "MessageSid");
+    if (!r->sid)
+        r->sid = http_form_get(form, "SmsSid");
+    r->to = http_form_get(form, "To");
+    r->from = http_form_get(form, "From");
+    r->account = http_form_get(form, "AccountSid");
+    if (!r->account)
+        r->account = "";
+    body = http_form_get(form, "Body");
+    if (!r->sid || !*r->sid || strlen(r->sid) > 64 || !is_e164(r->to) || !is_e164(r->from)) {
+        free(r);
+        bad_request(wh, req, "MessageSid, To and From (E.164) are required\n");
+        return;
+    }
+    buf_init(&r->body, 3 * WH_MAX_FIELD_LEN + 16);
+    if (body && twiml_utf8_clean(&r->body, body, strlen(body)) != 0)
+        abort();
+    r->media = json_array();
+    nmedia = http_form_get(form, "NumMedia");
+    for (int i = 0; nmedia && i < WH_MAX_MEDIA && i < atoi(nmedia); i++) {
+        char n1[32], n2[32];
+        const char *url, *ct;
+        snprintf(n1, sizeof(n1), "MediaUrl%d", i);
+        snprintf(n2, sizeof(n2), "MediaContentType%d", i);
+        url = http_form_get(form, n1);
+        ct = http_form_get(form, n2);
+        if (url)
+            json_array_append_new(r->media, json_pack("{s:s, s:s?}", "url", url, "content_type", ct));
+    }
+    r->form = form;
+    wh_set_state(r, WH_CONTEXT);
+    params[0] = r->to;
+    params[1] = r->from;
+    params[2] = r->sid;
+    params[3] = r->account;
+    db = serve_db(wh->ctx);
+    if (!db || db_exec_prepared(db, "wh_ctx", 4, params, on_context, r) != 0)
+        wh_unavailable(r, "no database connection");
+}
+
+int serve_webhook_attach(serve_ctx_t *ctx)
+{
+    webhook_t *wh = xcalloc(1, sizeof(*wh));
+    static const char help_req[] = "Inbound SMS webhooks by outcome.";
+
+    wh->ctx = ctx;
+    wh->registry = routing_registry_new();
+    routing_decision_init(&wh->decision);
+    wh->m_ok = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"stored\"");
+    wh->m_dup = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"duplicate\"");
+    wh->m_bad = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"bad_request\"");
+    wh->m_forbidden = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"forbidden\"");
+    wh->m_unknown = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"unknown_number\"");
+    wh->m_unavailable =
+        metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"unavailable\"");
+    wh->m_jobs_ok = metrics_counter(ctx->metrics, "herald_webhook_jobs_total", "Post-commit action calls.",
+                                    "outcome=\"ok\"");
+    wh->m_jobs_failed = metrics_counter(ctx->metrics, "herald_webhook_jobs_total", "Post-commit action calls.",
+                                        "outcome=\"failed\"");
+    wh->m_latency = metrics_histogram(ctx->metrics, "herald_webhook_sms_seconds",
+                                      "Inbound SMS webhook latency, request to answer.", "", metrics_latency_buckets,
+                                      metrics_latency_nbuckets);
+    ctx->webhook = wh;
+    serve_db_statement(ctx, "wh_ctx", ctx_sql);
+    serve_db_statement(ctx, "wh_rules", rules_sql);
+    serve_db_statement(ctx, "wh_apply", apply_sql);
+    serve_db_statement(ctx, "wh_event", event_sql);
+    serve_db_statement(ctx, "wh_history", history_sql);
+    serve_db_statement(ctx, "wh_queue_reply", inbox_sql_queue_reply);
+    return http_router_add(ctx->router, "POST", "/connect/webhook/twilio/sms", on_sms, wh);
+}
+
+void serve_webhook_detach(serve_ctx_t *ctx)
+{
+    webhook_t *wh = ctx->webhook;
+
+    if (!wh || wh->closing)
+        return;
+    wh->closing = 1;
+    /* Jobs waiting on a backoff timer are dropped; the others end in their callbacks. */
+    for (job_t *j = wh->jobs, *next; j; j = next) {
+        next = j->next;
+        if (j->state == JOB_WAITING)
+            job_close(j);
+    }
+}
+
+void serve_webhook_free(serve_ctx_t *ctx)
+{
+    webhook_t *wh = ctx->webhook;
+    if (!wh)
+        return;
+    routing_decision_close(&wh->decision);
+    routing_registry_free(wh->registry);
+    free(wh);
+    ctx->webhook = NULL;
+}

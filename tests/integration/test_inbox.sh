@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The CRM inbox over HTTP and the CLI, against the real `herald serve` and a fresh
+# database: list filters (status, tag, number, q, unread), keyset pagination stable
+# under inserts, messages oldest first with cursors, agent replies (queued, 409 for a
+# suppressed contact, 400 over 1600 characters), read/close/reopen, 401 without a key,
+# tenant isolation on every endpoint (another org's ids are 404), `herald inbox ...`
+# and `herald suppression add|remove|list|import` with their consent events.
+set -uo pipefail
+
+HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
+STATE=${HERALD_TEST_PG_STATE:?fixture cluster state}
+pass=0
+failed=0
+dir=$(mktemp -d /tmp/herald-inbox.XXXXXX)
+serve_pid=
+cleanup() {
+  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
+check() { if grep -Eq -- "$3" <<<"$(tr '\n' ' ' <<<"$2" | sed 's/ $//')"; then ok "$1"; else bad "$1" "got: $(head -c 600 <<<"$2")"; fi; }
+
+base=$(cut -f2 "$STATE")
+db="herald_inbox_$$"
+psql "$base" -qc "CREATE DATABASE $db" >/dev/null || exit 1
+export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+unset HERALD_ORG
+sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
+
+A=$("$HERALD" org create alpha --number +15005550001 --number +15005550002 2>/dev/null)
+B=$("$HERALD" org create beta --number +15005550003 2>/dev/null)
+ORG_A=$(awk '/^org_id/ {print $2}' <<<"$A"); KEY_A=$(awk '/^api_key/ {print $2}' <<<"$A")
+ORG_B=$(awk '/^org_id/ {print $2}' <<<"$B"); KEY_B=$(awk '/^api_key/ {print $2}' <<<"$B")
+check "org create: key format" "$KEY_A" "^hk_[0-9A-Za-z]{32}$"
+check "only the key hash is stored" "$(sql "select count(*) from api_keys where prefix = left('$KEY_A', 10) and key_hash = sha256('$KEY_A'::bytea)")" "^1$"
+out=$(env -u HERALD_MASTER_KEY "$HERALD" org create gamma --account-sid AC0123456789abcdef0123456789abcdef --auth-token t 2>&1); rc=$?
+check "a secret without HERALD_MASTER_KEY is refused" "$rc:$out" "^1:.*HERALD_MASTER_KEY"
+
+# 30 conversations for org A (25 on number 1, 5 on number 2), 1 for org B, via SQL.
+sql "
+insert into conversations (org_id, our_number, contact_e164, status, unread, last_message_at, tags)
+select $ORG_A, case when g <= 25 then '+15005550001' else '+15005550002' end, '+1415555' || lpad(g::text, 4, '0'),
+       case when g % 3 = 0 then 'closed' else 'open' end, case when g % 2 = 0 then 1 else 0 end,
+       now() - g * interval '1 minute', case when g % 5 = 0 then array['vip'] else '{}' end
+from generate_series(1, 30) g;
+insert into conversations (org_id, our_number, contact_e164, last_message_at) values ($ORG_B, '+15005550003', '+14155559999', now());
+insert into messages (org_id, conversation_id, direction, body)
+select org_id, id, 'inbound', case when contact_e164 like '%0007' then 'my order is lost' else 'hello number ' || id end from conversations;
+insert into messages (org_id, conversation_id, direction, body)
+select $ORG_A, c.id, 'inbound', 'msg ' || g from conversations c, generate_series(1, 7) g where c.contact_e164 = '+14155550001';
+" >/dev/null
+CONV_A=$(sql "select id from conversations where contact_e164='+14155550001'")
+CONV_B=$(sql "select id from conversations where org_id=$ORG_B")
+
+HERALD_LISTEN=127.0.0.1:0 "$HERALD" serve --port-file "$dir/port" >"$dir/out" 2>"$dir/err" &
+serve_pid=$!
+for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
+U=http://127.0.0.1:$(cat "$dir/port")
+get() { curl -s -H "Authorization: Bearer $1" "$U$2"; }
+post() { curl -s -w '\n%{http_code}' -X POST -H "Authorization: Bearer $1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$U$2"; }
+count() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["data"]))'; }
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
+
+check "no key: 401 JSON" "$(curl -s -w ' %{http_code}' "$U/crm/inbox/conversations")" '^\{"error":.*\} 401$'
+check "unknown key: 401" "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer hk_nope' "$U/crm/inbox/conversations")" "^401$"
+check "list: default page" "$(get $KEY_A /crm/inbox/conversations | count)" "^30$"
+check "list: only own org" "$(get $KEY_B /crm/inbox/conversations | count)" "^1$"
+check "status=closed" "$(get $KEY_A '/crm/inbox/conversations?status=closed' | count)" "^10$"
+check "tag=vip" "$(get $KEY_A '/crm/inbox/conversations?tag=vip' | count)" "^6$"
+check "number" "$(get $KEY_A '/crm/inbox/conversations?number=%2B15005550002' | count)" "^5$"
+check "unread" "$(get $KEY_A '/crm/inbox/conversations?unread=1' | count)" "^15$"
+check "q full text" "$(get $KEY_A '/crm/inbox/conversations?q=lost' | field '["data"][0]["contact"]')" "^\+14155550007$"
+check "q of another org's text finds nothing" "$(get $KEY_B '/crm/inbox/conversations?q=lost' | count)" "^0$"
+check "combined filters" "$(get $KEY_A '/crm/inbox/conversations?status=open&tag=vip&number=%2B15005550001' | count)" "^4$"
+check "bad status: 400" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_A" "$U/crm/inbox/conversations?status=x")" "^400$"
+check "limit over 200: 400" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_A" "$U/crm/inbox/conversations?limit=201")" "^400$"
+check "forged cursor: 400" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_A" "$U/crm/inbox/conversations?cursor=AAAA")" "^400$"
+check "malformed query: 400" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_A" "$U/crm/inbox/conversations?q=%ZZ")" "^400$"
+
+# Keyset pagination: pages of 7, with a new conversation inserted between pages.
+seen=""; cur=""; pages=0
+while :; do
+  page=$(get $KEY_A "/crm/inbox/conversations?limit=7${cur:+&cursor=$cur}")
+  seen="$seen $(python3 -c 'import json,sys; print(" ".join(str(c["id"]) for c in json.load(sys.stdin)["data"]))' <<<"$page")"
+  cur=$(field '["next_cursor"] or ""' <<<"$page")
+  pages=$((pages + 1))
+  [ $pages -eq 1 ] && sql "insert into conversations (org_id, our_number, contact_e164, last_message_at) values ($ORG_A, '+15005550001', '+14155558888', now())" >/dev/null
+  [ -z "$cur" ] && break
+  [ $pages -gt 10 ] && break
+done
+n=$(wc -w <<<"$seen"); u=$(tr ' ' '\n' <<<"$seen" | sed '/^$/d' | sort -u | wc -l)
+check "pagination: 5 pages, every original conversation once, no duplicates under inserts" "$pages/$n/$u" "^5/30/30$"
+
+check "messages oldest first" "$(get $KEY_A "/crm/inbox/conversations/$CONV_A/messages?limit=3" | field '["data"][0]["body"]')" "^hello number"
+c2=$(get $KEY_A "/crm/inbox/conversations/$CONV_A/messages?limit=3" | field '["next_cursor"]')
+check "messages page 2" "$(get $KEY_A "/crm/inbox/conversations/$CONV_A/messages?limit=3&cursor=$c2" | field '["data"][0]["body"]')" "^msg 3$"
+
+r=$(post $KEY_A /crm/inbox/conversations/$CONV_A/messages '{"body":"Hi from support"}')
+check "reply: 201 queued" "$r" '"status":"queued".*"segments":1.* 201$'
+check "reply: outbox row source reply" "$(sql "select source||','||to_e164||','||from_number from outbox where body='Hi from support'")" "^reply,\+14155550001,\+15005550001$"
+check "reply: outbound message linked to the outbox row" "$(sql "select count(*) from messages m join outbox o on o.id=m.outbox_id where m.direction='outbound' and m.body='Hi from support'")" "^1$"
+long=$(python3 -c "print('x'*1601)")
+check "reply over 1600 characters: 400" "$(post $KEY_A /crm/inbox/conversations/$CONV_A/messages "{\"body\":\"$long\"}" | tail -1)" "^400$"
+check "reply without body: 400" "$(post $KEY_A /crm/inbox/conversations/$CONV_A/messages '{}' | tail -1)" "^400$"
+"$HERALD" suppression add +14155550001 --org $ORG_A >/dev/null
+check "reply to a suppressed contact: 409 with reason" "$(post $KEY_A /crm/inbox/conversations/$CONV_A/messages '{"body":"x"}')" '"reason":"suppressed".* 409$'
+check "read" "$(post $KEY_A /crm/inbox/conversations/$CONV_A/read)" '"unread" : 0.* 200$'
+check "close" "$(post $KEY_A /crm/inbox/conversations/$CONV_A/close)" '"status" : "closed".* 200$'
+check "reopen" "$(post $KEY_A /crm/inbox/conversations/$CONV_A/reopen)" '"status" : "open".* 200$'
+check "get one" "$(get $KEY_A /crm/inbox/conversations/$CONV_A)" '"contact" : "\+14155550001"'
+
+# Tenant isolation: org B's key on org A's conversation, on every endpoint: 404, nothing changes.
+before=$(sql "select status||unread from conversations where id=$CONV_A")
+check "isolation: GET conversation" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_B" "$U/crm/inbox/conversations/$CONV_A")" "^404$"
+check "isolation: GET messages" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_B" "$U/crm/inbox/conversations/$CONV_A/messages")" "^404$"
+for ep in read close reopen; do
+  check "isolation: POST $ep" "$(post $KEY_B /crm/inbox/conversations/$CONV_A/$ep | tail -1)" "^404$"
+done
+check "isolation: POST reply" "$(post $KEY_B /crm/inbox/conversations/$CONV_A/messages '{"body":"sneaky"}' | tail -1)" "^404$"
+check "isolation: nothing changed" "$(sql "select status||unread from conversations where id=$CONV_A")/$(sql "select count(*) from outbox where body='sneaky'")" "^$before/0$"
+check "isolation: same answer as a missing id" "$(curl -s -H "Authorization: Bearer $KEY_B" "$U/crm/inbox/conversations/99999999")" "$(curl -s -H "Authorization: Bearer $KEY_B" "$U/crm/inbox/conversations/$CONV_A")"
+check "isolation: B sees its own" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_B" "$U/crm/inbox/conversations/$CONV_B")" "^200$"
+check "isolation: GET campaign of another org" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_B" "$U/broadcast/campaigns/1")" "^404$"
+check "non-numeric id: 404" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_A" "$U/crm/inbox/conversations/1%20OR%201=1")" "^404$"
+
+# CLI
+check "cli: conversations --json equals the API" "$("$HERALD" inbox conversations --org $ORG_A --tag vip --json | count)" "^6$"
+check "cli: conversations table" "$("$HERALD" inbox conversations --org $ORG_A --limit 2)" "next_cursor "
+check "cli: messages" "$("$HERALD" inbox messages $CONV_A --org $ORG_A | head -1)" "hello number"
+check "cli: another org's conversation" "$("$HERALD" inbox messages $CONV_A --org $ORG_B 2>&1; echo rc=$?)" "not found.*rc=1"
+"$HERALD" suppression remove +14155550001 --org $ORG_A >/dev/null
+check "cli: reply" "$("$HERALD" inbox reply $CONV_A "cli hello" --org $ORG_A)" "^queued outbox_id [0-9]+"
+check "cli: close" "$("$HERALD" inbox close $CONV_A --org $ORG_A)" '"status" : "closed"'
+check "cli: bad usage exits 2" "$("$HERALD" inbox reply 2>&1; echo rc=$?)" "rc=2"
+
+# Suppression CLI
+printf 'phone,name\n+14155551000,a\n"(415) 555-1001",b\nnot a number,c\n' >"$dir/s.csv"
+check "suppression import" "$("$HERALD" suppression import "$dir/s.csv" --region US --org $ORG_A 2>/dev/null)" "^imported 2, invalid 1$"
+check "suppression list" "$("$HERALD" suppression list --org $ORG_A)" "\+14155551001	import"
+check "consent events: cli and import channels with actor" "$(sql "select string_agg(distinct channel||':'||kind, ',') from consent_events where org_id=$ORG_A")" "^cli:opt_in,cli:opt_out,import:opt_out$"
+check "consent actor recorded" "$(sql "select count(*) from consent_events where actor like 'cli:%'")" "^[1-9]"
+
+kill -TERM "$serve_pid"; wait "$serve_pid"; serve_pid=
+psql "$base" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null 2>&1
+echo "$pass passed, $failed failed"
+[ "$failed" -eq 0 ]

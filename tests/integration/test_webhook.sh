@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# POST /connect/webhook/twilio/sms against the real `herald serve`, a fresh database in
+# the fixture cluster and a local receiver for post-commit calls. Covers signatures
+# (valid, forged, missing, replayed onto other parameters, query string kept), dedupe by
+# MessageSid, carrier keywords (STOP/START/HELP with their confirmations, suppression,
+# consent events), every rule action end to end, MMS media, the bad inputs of issue 6
+# (oversized body, 10k fields, invalid UTF-8, malformed percent-encoding, SQL-looking
+# text, a catastrophically backtracking regex), unknown numbers and /metrics.
+# Prints "N passed, M failed"; exits non-zero on failure.
+set -uo pipefail
+
+HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
+STATE=${HERALD_TEST_PG_STATE:?fixture cluster state}
+SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+POST="python3 $SRC/tests/integration/test_webhook_post.py"
+pass=0
+failed=0
+dir=$(mktemp -d /tmp/herald-webhook.XXXXXX)
+serve_pid=
+recv_pid=
+
+cleanup() {
+  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+  [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
+check() { # NAME GOT WANT_REGEX
+  if grep -Eq -- "$3" <<<"$2"; then ok "$1"; else bad "$1" "got: $(head -c 600 <<<"$2")"; fi
+}
+
+base=$(cut -f2 "$STATE")
+db="herald_wh_$$"
+psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
+export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+export HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+unset TWILIO_AUTH_TOKEN HERALD_WEBHOOK_INSECURE
+sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
+
+TOKEN=tok_$RANDOM$RANDOM
+ACC=AC0123456789abcdef0123456789abcdef
+OUR=+15005550006
+out=$("$HERALD" org create acme --account-sid $ACC --auth-token "$TOKEN" --number $OUR 2>&1)
+check "org create prints id and key" "$out" "^org_id [0-9]+"
+KEY=$(awk '/^api_key/ {print $2}' <<<"$out")
+tok_in_db=$(sql "select count(*) from orgs where position('$TOKEN'::bytea in twilio_auth_token_enc) > 0")
+check "auth token not stored in clear" "$tok_in_db" "^0$"
+
+python3 "$SRC/tests/integration/test_webhook_receiver.py" "$dir/recv.port" "$dir/recv.log" &
+recv_pid=$!
+PUB=https://hooks.example.test
+HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_AUTOMATION_SECRET=autosecret \
+  "$HERALD" serve --port-file "$dir/port" >"$dir/serve.out" 2>"$dir/serve.err" &
+serve_pid=$!
+for _ in $(seq 100); do [ -s "$dir/port" ] && [ -s "$dir/recv.port" ] && break; sleep 0.1; done
+PORT=$(cat "$dir/port"); RPORT=$(cat "$dir/recv.port")
+check "first stdout line names the port" "$(head -1 "$dir/serve.out")" "^listening on 127.0.0.1:$PORT$"
+URL=http://127.0.0.1:$PORT/connect/webhook/twilio/sms
+SURL=$PUB/connect/webhook/twilio/sms
+sms() { # FROM BODY [extra name=value...]: a signed inbound message with a fresh MessageSid
+  local from=$1 body=$2; shift 2
+  $POST "$URL" "$TOKEN" --sign-url "$SURL" "MessageSid=SM$(date +%s%N)$RANDOM" "AccountSid=$ACC" "From=$from" "To=$OUR" "Body=$body" "$@"
+}
+
+# --- signatures ---
+r=$(sms +14155550101 "hello")
+check "signed message: 200 empty Response" "$r" '^200	<\?xml version="1.0" encoding="UTF-8"\?><Response/>$'
+check "message stored" "$(sql "select count(*) from messages where body='hello' and direction='inbound'")" "^1$"
+r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMforged AccountSid=$ACC From=+14155550101 To=$OUR Body=x --sig "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+check "forged signature: 403" "$r" "^403"
+r=$($POST "$URL" wrongtoken --sign-url "$SURL" MessageSid=SMforged2 AccountSid=$ACC From=+14155550101 To=$OUR Body=x)
+check "signature with another token: 403" "$r" "^403"
+r=$($POST "$URL" "$TOKEN" --no-sig MessageSid=SMnosig AccountSid=$ACC From=+14155550101 To=$OUR Body=x)
+check "missing signature: 400" "$r" "^400"
+sig=$(python3 -c "
+import base64,hmac,hashlib,sys
+d='$SURL'+''.join(k+v for k,v in sorted([('AccountSid','$ACC'),('Body','pay me'),('From','+14155550101'),('MessageSid','SMreplay'),('To','$OUR')]))
+print(base64.b64encode(hmac.new(b'$TOKEN',d.encode(),hashlib.sha1).digest()).decode())")
+r=$($POST "$URL" "$TOKEN" --sig "$sig" MessageSid=SMreplay AccountSid=$ACC From=+14155550101 To=$OUR "Body=pay me")
+check "captured signature, original parameters: 200" "$r" "^200"
+r=$($POST "$URL" "$TOKEN" --sig "$sig" MessageSid=SMreplay2 AccountSid=$ACC From=+14155550101 To=$OUR "Body=pay me")
+check "replayed signature onto another MessageSid: 403" "$r" "^403"
+r=$($POST "$URL" "$TOKEN" --sig "$sig" MessageSid=SMreplay AccountSid=$ACC From=+14155550101 To=$OUR "Body=pay you")
+check "replayed signature onto another Body: 403" "$r" "^403"
+r=$($POST "$URL?x=1" "$TOKEN" --sign-url "$SURL" MessageSid=SMq AccountSid=$ACC From=+14155550101 To=$OUR Body=q)
+check "query string is part of the signed URL: 403 when signed without it" "$r" "^403"
+r=$($POST "$URL?x=1" "$TOKEN" --sign-url "$SURL?x=1" MessageSid=SMq AccountSid=$ACC From=+14155550101 To=$OUR Body=q)
+check "signed with the query string: 200" "$r" "^200"
+check "forged/replayed requests stored nothing" "$(sql "select count(*) from messages where message_sid in ('SMforged','SMforged2','SMnosig','SMreplay2')")" "^0$"
+
+# --- dedupe ---
+r1=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMdup AccountSid=$ACC From=+14155550102 To=$OUR Body=HELP)
+u1=$(sql "select unread from conversations where contact_e164='+14155550102'")
+r2=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMdup AccountSid=$ACC From=+14155550102 To=$OUR Body=HELP)
+u2=$(sql "select unread from conversations where contact_e164='+14155550102'")
+check "HELP answers the help text" "$r1" "^200	.*<Message>Reply STOP to unsubscribe. Msg&amp;data rates may apply.</Message>"
+if [ "$r1" = "$r2" ] && [ "$u1" = "$u2" ]; then ok "repeat MessageSid: same TwiML, nothing changed"; else bad "repeat MessageSid" "$r1 / $r2 / unread $u1 -> $u2"; fi
+check "one stored copy" "$(sql "select count(*) from messages where message_sid='SMdup'")" "^1$"
+# Concurrent retries of one MessageSid.
+for i in 1 2 3 4 5 6; do $POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMrace AccountSid=$ACC From=+14155550103 To=$OUR Body=race >"$dir/race.$i" & done
+wait_pids=$(jobs -p | grep -v -e "^$serve_pid$" -e "^$recv_pid$"); for p in $wait_pids; do wait "$p"; done
+check "concurrent retries all 200" "$(cat "$dir"/race.* | cut -f1 | sort -u)" "^200$"
+check "concurrent retries stored once" "$(sql "select count(*) from messages where message_sid='SMrace'")" "^1$"
+
+# --- carrier keywords ---
+r=$(sms +14155550104 "STOP")
+check "STOP: confirmation" "$r" "<Message>You have been unsubscribed"
+check "STOP: suppressed" "$(sql "select reason from suppression where e164='+14155550104'")" "^opt_out$"
+check "STOP: consent event with keyword/channel/actor" "$(sql "select kind||','||keyword||','||channel||','||actor from consent_events where e164='+14155550104'")" "^opt_out,STOP,sms,contact$"
+r=$(sms +14155550104 "stop")
+check "second STOP: no second confirmation" "$r" "<Response/>$"
+r=$(sms +14155550104 "anything")
+check "suppressed contact gets no reply" "$r" "<Response/>$"
+r=$(sms +14155550104 "START")
+check "START: confirmation" "$r" "<Message>You have been resubscribed"
+check "START: unsuppressed" "$(sql "select count(*) from suppression where e164='+14155550104'")" "^0$"
+check "START: opt_in consent event" "$(sql "select count(*) from consent_events where e164='+14155550104' and kind='opt_in'")" "^1$"
+
+# --- MMS ---
+r=$(sms +14155550105 "pic" NumMedia=2 MediaUrl0=https://media.example/a.jpg MediaContentType0=image/jpeg MediaUrl1=https://media.example/b.png MediaContentType1=image/png)
+check "MMS: 200" "$r" "^200"
+check "MMS: media kept" "$(sql "select media::text from messages where body='pic'")" 'a.jpg.*image/jpeg.*b.png.*image/png'
+
+# --- bad input ---
+{ printf 'Body='; head -c 1100000 /dev/zero | tr '\0' 'a'; } >"$dir/big"
+r=$($POST "$URL" "$TOKEN" --raw-file "$dir/big" --sig x)
+check "oversized body: 413" "$r" "^413"
+python3 -c "print('&'.join('f%d=1' % i for i in range(10000)))" >"$dir/many"
+r=$($POST "$URL" "$TOKEN" --raw-file "$dir/many" --sig x)
+check "10k form fields: 400" "$r" "^400"
+r=$($POST "$URL" "$TOKEN" --raw "MessageSid=SMpct&From=%2B14155550106&To=%2B15005550006&Body=50%ZZ" --sig x)
+check "malformed percent-encoding: 400" "$r" "^400"
+r=$(sms +14155550106 $'bad \xff\xfe utf8 \xc3')
+check "invalid UTF-8: 200" "$r" "^200"
+check "invalid UTF-8 stored with U+FFFD" "$(sql "select body from messages where body like 'bad %'")" "^bad �� utf8 �$"
+r=$(sms +14155550107 "'); DROP TABLE messages; -- \" OR 1=1")
+check "SQL-looking text: 200" "$r" "^200"
+check "SQL-looking text stored verbatim" "$(sql "select count(*) from messages where body = '''); DROP TABLE messages; -- \" OR 1=1'")" "^1$"
+r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMnope AccountSid=ACffffffffffffffffffffffffffffffff From=+14155550108 To=+15005550099 Body=x)
+check "unknown receiving number: 404" "$r" "^404"
+r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMnofrom To=$OUR Body=x)
+check "missing From: 400" "$r" "^400"
+
+# --- rules: every action ---
+doc=$(cat <<JSON
+{"number": "$OUR", "rules": [
+ {"name": "price", "when": {"regex": "\\\\b(price|cost)\\\\b", "flags": "i"},
+  "actions": [{"type": "auto-reply", "body": "Prices <cheap> & \"fair\" for {{phone}}"}, {"type": "add-tag", "tag": "pricing"}]},
+ {"name": "untag", "when": {"keywords": ["UNTAG"]}, "actions": [{"type": "remove-tag", "tag": "pricing"}, {"type": "auto-reply", "body": "Untagged", "mode": "queued"}]},
+ {"name": "join", "when": {"keywords": ["JOIN"]},
+  "actions": [{"type": "fill-form", "form": "signup",
+               "fields": [{"name": "email", "prompt": "Your email?", "pattern": "^\\\\S+@\\\\S+$"},
+                          {"name": "city", "prompt": "Your city?", "pattern": "^[A-Za-z ]+$"}],
+               "done": "Thanks, you're in."}]},
+ {"name": "evil", "when": {"regex": "^(a+)+$"}, "actions": [{"type": "auto-reply", "body": "evil matched"}]},
+ {"name": "auto", "when": {"keywords": ["AUTO"]},
+  "actions": [{"type": "trigger-automation", "url": "http://127.0.0.1:$RPORT/hook", "event": "keyword_auto", "secret": "s3cret"}]},
+ {"name": "autofail", "when": {"keywords": ["AUTOFAIL"]},
+  "actions": [{"type": "trigger-automation", "url": "http://127.0.0.1:$RPORT/fail", "event": "x"}]},
+ {"name": "flow", "when": {"keywords": ["FLOW"]}, "actions": [{"type": "go-to-flow", "flow": "onboarding", "endpoint": "http://127.0.0.1:$RPORT/flow"}]},
+ {"name": "ai", "when": {"keywords": ["AI"]}, "actions": [{"type": "ai-assistant", "endpoint": "http://127.0.0.1:$RPORT/ai"}]},
+ {"name": "aislow", "when": {"keywords": ["AISLOW"]}, "actions": [{"type": "ai-assistant", "endpoint": "http://127.0.0.1:$RPORT/slow", "timeout_ms": 500}]},
+ {"name": "rest", "when": {"any": true}, "actions": [{"type": "create-lead"}, {"type": "forward-sms", "to": "+14155550199"}]}
+]}
+JSON
+)
+org=$(sql "select id from orgs where name='acme'")
+sql "insert into rule_sets (org_id, number, version, document) values ($org, '$OUR', 1, \$d\$$doc\$d\$::jsonb)" >/dev/null
+C=+14155550110
+r=$(sms $C "what is the PRICE?")
+check "regex rule: TwiML auto-reply, XML-escaped, merge field" "$r" "<Message>Prices &lt;cheap&gt; &amp; &quot;fair&quot; for \\+14155550110</Message>"
+check "add-tag on contact and conversation" "$(sql "select c.tags::text||v.tags::text from contacts c join conversations v on v.contact_id=c.id where c.e164='$C'")" "^\{pricing\}\{pricing\}$"
+check "events recorded per action" "$(sql "select string_agg(action, ',' order by e.id) from conversation_events e join conversations v on v.id=e.conversation_id where v.contact_e164='$C'")" "^auto-reply,add-tag$"
+r=$(sms $C "untag")
+check "queued auto-reply: no TwiML" "$r" "<Response/>$"
+check "queued auto-reply: outbox row source auto_reply" "$(sql "select source||','||body||','||segments||','||encoding from outbox where to_e164='$C'")" "^auto_reply,Untagged,1,GSM-7$"
+check "remove-tag" "$(sql "select tags::text from contacts where e164='$C'")" "^\{\}$"
+r=$(sms $C "hello there")
+check "any rule: 200" "$r" "^200"
+check "create-lead: one open lead" "$(sql "select count(*) from leads l join contacts c on c.id=l.contact_id where c.e164='$C' and status='open'")" "^1$"
+sms $C "hello again" >/dev/null
+check "create-lead twice: still one open lead" "$(sql "select count(*) from leads l join contacts c on c.id=l.contact_id where c.e164='$C'")" "^1$"
+check "forward-sms: outbox rows to the staff number" "$(sql "select count(*) from outbox where source='forward' and to_e164='+14155550199' and from_number='$OUR'")" "^2$"
+F=+14155550111
+r=$(sms $F "JOIN"); check "fill-form: first prompt" "$r" "<Message>Your email\\?</Message>"
+check "fill-form: state saved" "$(sql "select form_state::text from conversations where contact_e164='$F'")" '"form": "signup"'
+r=$(sms $F "not an email"); check "fill-form: bad answer re-prompts" "$r" "Your email\\?"
+r=$(sms $F "me@example.com"); check "fill-form: next prompt" "$r" "<Message>Your city\\?</Message>"
+r=$(sms $F "HELP"); check "HELP during a form is not swallowed" "$r" "Reply STOP to unsubscribe"
+r=$(sms $F "Paris"); check "fill-form: done text" "$r" "<Message>Thanks, you&apos;re in.</Message>"
+check "fill-form: answers on the contact" "$(sql "select attributes->>'email'||','||(attributes->>'city') from contacts where e164='$F'")" "^me@example.com,Paris$"
+check "fill-form: state cleared" "$(sql "select coalesce(form_state::text,'null') from conversations where contact_e164='$F'")" "^null$"
+evil=$(python3 -c "print('a'*5000 + '!')")
+t0=$(date +%s%N); r=$(sms +14155550112 "$evil"); ms=$((($(date +%s%N) - t0) / 1000000))
+check "catastrophic regex: answered" "$r" "^200"
+if [ "$ms" -lt 2000 ]; then ok "catastrophic regex: bounded (${ms} ms)"; else bad "catastrophic regex took ${ms} ms"; fi
+r=$(sms +14155550113 "AUTO"); check "trigger-automation: webhook answers at once" "$r" "^200"
+r=$(sms +14155550113 "FLOW"); r=$(sms +14155550114 "AI"); r=$(sms +14155550115 "AUTOFAIL"); r=$(sms +14155550116 "AISLOW")
+for _ in $(seq 80); do
+  [ "$(sql "select count(*) from conversation_events where detail->>'status' in ('delivered','failed','answered','timeout')")" -ge 5 ] && break; sleep 0.1
+done
+sleep 0.3
+hook=$(grep '"/hook"' "$dir/recv.log" | head -1)
+check "trigger-automation: signed JSON event delivered" "$hook" 'keyword_auto'
+python3 - "$dir/recv.log" <<'PY' && ok "trigger-automation: HMAC-SHA256 header verifies" || bad "trigger-automation: HMAC header"
+import hashlib, hmac, json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["path"] == "/hook":
+        want = "sha256=" + hmac.new(b"s3cret", r["body"].encode(), hashlib.sha256).hexdigest()
+        sys.exit(0 if r["headers"].get("X-Herald-Signature") == want else 1)
+sys.exit(1)
+PY
+check "trigger-automation: outcome event" "$(sql "select detail->>'status' from conversation_events where action='trigger-automation' and detail ? 'attempts' and detail->>'http_status'='200'")" "^delivered$"
+check "trigger-automation: retried with backoff then failed" "$(grep -c '"/fail"' "$dir/recv.log")/$(sql "select detail->>'status'||','||(detail->>'attempts') from conversation_events where action='trigger-automation' and detail->>'http_status'='500'")" "^4/failed,4$"
+check "go-to-flow: handed to the endpoint" "$(grep -c '"/flow"' "$dir/recv.log")" "^1$"
+check "ai-assistant: answer queued as a reply" "$(sql "select source||','||body from outbox where to_e164='+14155550114'")" "^auto_reply,AI says hi$"
+check "ai-assistant: conversation history sent" "$(grep '"/ai"' "$dir/recv.log")" 'messages'
+check "ai-assistant: timeout recorded" "$(sql "select detail->>'status' from conversation_events e join conversations v on v.id=e.conversation_id where v.contact_e164='+14155550116' and detail->>'status'='timeout'")" "^timeout$"
+
+# --- metrics ---
+m=$(curl -s "http://127.0.0.1:$PORT/metrics")
+check "/metrics: webhook counters" "$m" 'herald_webhook_sms_total\{outcome="stored"\} [1-9]'
+check "/metrics: latency histogram" "$m" 'herald_webhook_sms_seconds_count [1-9]'
+check "/healthz" "$(curl -s "http://127.0.0.1:$PORT/healthz")" '"status":"ok"'
+check "no full phone number or token in the log" "$(grep -c -e '+14155550110' -e "$TOKEN" "$dir/serve.err")" "^0$"
+
+kill -TERM "$serve_pid"; wait "$serve_pid"; rc=$?; serve_pid=
+check "SIGTERM: exit 0" "$rc" "^0$"
+psql "$base" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null 2>&1
+echo "$pass passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The webhook when things go wrong: Postgres down (503 so Twilio retries, logged, and
+# nothing answered 200; the pool reconnects when Postgres is back), and graceful
+# shutdown on SIGTERM finishing a request that is in flight (held by a table lock).
+# Uses a cluster of its own (it stops it) and HERALD_WEBHOOK_INSECURE=1, whose start-up
+# warning is checked too.
+set -uo pipefail
+
+HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
+SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+POST="python3 $SRC/tests/integration/test_webhook_post.py"
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+pass=0
+failed=0
+dir=$(mktemp -d /tmp/herald-whres.XXXXXX)
+chmod 755 "$dir"
+serve_pid=
+lock_pid=
+cleanup() {
+  [ -n "$serve_pid" ] && kill -9 "$serve_pid" 2>/dev/null
+  [ -n "$lock_pid" ] && kill "$lock_pid" 2>/dev/null
+  bash "$SRC/tests/integration/pgtmp.sh" stop "$dir/pg.state" >/dev/null 2>&1
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
+check() { if grep -Eq -- "$3" <<<"$2"; then ok "$1"; else bad "$1" "got: $(head -c 400 <<<"$2")"; fi; }
+
+bash "$SRC/tests/integration/pgtmp.sh" start "$dir/pg.state" >/dev/null || { echo "cannot start postgres"; exit 1; }
+pgdir=$(cut -f1 "$dir/pg.state")
+export DATABASE_URL=$(cut -f2 "$dir/pg.state")
+as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u "$(stat -c %U "$pgdir/data")" -- "$@"; else "$@"; fi; }
+sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
+"$HERALD" org create res --number +15005550006 >/dev/null 2>&1 || { echo "org create failed"; exit 1; }
+
+HERALD_WEBHOOK_INSECURE=1 HERALD_LISTEN=127.0.0.1:0 "$HERALD" serve --port-file "$dir/port" >"$dir/out" 2>"$dir/err" &
+serve_pid=$!
+for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
+URL=http://127.0.0.1:$(cat "$dir/port")/connect/webhook/twilio/sms
+check "insecure switch logs a warning at start" "$(cat "$dir/err")" "HERALD_WEBHOOK_INSECURE=1: webhook signatures are NOT checked"
+sms() { $POST "$URL" x --no-sig "MessageSid=$1" From=+14155550100 To=+15005550006 "Body=$2"; }
+check "insecure mode: unsigned message accepted" "$(sms SMok1 hi)" "^200"
+
+as_owner "$PGBIN/pg_ctl" -D "$pgdir/data" -m immediate -w stop >/dev/null 2>&1
+r=$(sms SMdown1 "while down")
+check "Postgres down: 503" "$r" "^503"
+r=$(sms SMdown2 "while down again")
+check "Postgres still down: 503 again" "$r" "^503"
+check "Postgres down: logged" "$(cat "$dir/err")" "not stored .*503"
+as_owner "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 30 \
+  -o "-c listen_addresses='' -c unix_socket_directories=$pgdir/run -c fsync=off" start >/dev/null
+r=
+for _ in $(seq 60); do r=$(sms SMdown1 "while down"); grep -q '^200' <<<"$r" && break; sleep 0.2; done
+check "Postgres back: Twilio's retry is stored" "$r" "^200"
+check "the 503 requests were not stored, the retry once" "$(sql "select count(*) from messages where message_sid like 'SMdown%'")" "^1$"
+
+# Graceful shutdown: hold a lock so the next webhook waits inside its transaction.
+psql "$DATABASE_URL" -XAtqc "BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT;" >/dev/null &
+lock_pid=$!
+sleep 0.3
+sms SMinflight "in flight" >"$dir/inflight" &
+post_pid=$!
+sleep 0.3
+kill -TERM "$serve_pid"
+wait "$post_pid"
+wait "$serve_pid"; rc=$?; serve_pid=
+wait "$lock_pid" 2>/dev/null; lock_pid=
+check "SIGTERM: the in-flight request finished with 200" "$(cat "$dir/inflight")" "^200"
+check "SIGTERM: it was stored" "$(sql "select count(*) from messages where message_sid='SMinflight'")" "^1$"
+check "SIGTERM: exit 0" "$rc" "^0$"
+echo "$pass passed, $failed failed"
+[ "$failed" -eq 0 ]

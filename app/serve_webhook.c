@@ -12,6 +12,17 @@
  *   APPLY    evaluate (pure) and write the message and every action in one statement
  *            (herald_inbound_apply), so one transaction, before answering TwiML;
  *   REREAD   a concurrent retry won the MessageSid race: read the TwiML it answered.
+ * Batching: under load the CONTEXT and APPLY steps of many requests share one
+ * statement each. Requests parsed during one loop iteration are queued and sent, at
+ * the end of that iteration (a uv_check handle) or when an earlier batch completes,
+ * as one herald_inbound_context_batch() call; documents ready to apply are queued the
+ * same way and written by one herald_inbound_apply_batch() call, so one transaction,
+ * when their actions are the common ones (TwiML reply, add-tag, create-lead, plain
+ * events) and no two share a From number. At most one batch of each kind per pooled
+ * connection is in flight, so batches grow with the load and a lone request goes out
+ * at once. A batch that fails for a reason of its own (a duplicate MessageSid, a
+ * deadlock) is applied again document by document (herald_inbound_apply), each in its
+ * own transaction, which gives exactly the single-request outcome.
  * Any database failure answers 503 so that Twilio retries; nothing answers 200
  * unless the message is committed. Actions that call out (go-to-flow, ai-assistant,
  * trigger-automation) are recorded in that transaction as events and performed
@@ -42,6 +53,7 @@
 #define JOB_BACKOFF_MS 500
 #define JOB_DEFAULT_AI_TIMEOUT_MS 10000
 #define JOB_MAX_PENDING 10000
+#define WH_BATCH_MAX 64 /* requests per batched statement */
 
 typedef enum wh_state {
     WH_CONTEXT,
@@ -61,6 +73,12 @@ typedef struct webhook {
     metrics_counter_t *m_ok, *m_dup, *m_bad, *m_forbidden, *m_unknown, *m_unavailable;
     metrics_counter_t *m_jobs_ok, *m_jobs_failed;
     metrics_histogram_t *m_latency;
+    metrics_counter_t *m_batches, *m_batch_retries;
+    /* Batching (see the top of the file): FIFO queues and batches in flight. */
+    struct wh_req *ctx_head, *ctx_tail;
+    struct wh_req *app_head, *app_tail;
+    size_t ctx_inflight, app_inflight;
+    uv_check_t flush_check;
 } webhook_t;
 
 typedef struct wh_req {
@@ -80,7 +98,16 @@ typedef struct wh_req {
     int rules_version; /* -1: no active set */
     char *twiml;       /* the answer being given */
     json_t *async;     /* async actions, in order: [{"type", ...}] */
+    char *doc;         /* the herald_inbound_apply() document */
+    struct wh_req *qnext; /* in a batching queue */
 } wh_req_t;
+
+/* One batched statement in flight; reqs[] are owned by the batch until its callback. */
+typedef struct wh_batch {
+    webhook_t *wh;
+    size_t n;
+    wh_req_t *reqs[WH_BATCH_MAX];
+} wh_batch_t;
 
 static const char *const wh_state_names[] = {"context", "rules", "apply", "reread", "done"};
 
@@ -95,7 +122,12 @@ static const char ctx_sql[] = "SELECT org_id, auth_token_enc, help_text, opt_out
                               " rules_version FROM herald_inbound_context($1, $2, $3, $4)";
 static const char rules_sql[] =
     "SELECT version, document::text FROM rule_sets WHERE org_id = $1 AND number = $2 AND active";
+static const char ctx_batch_sql[] =
+    "SELECT idx, org_id, auth_token_enc, help_text, opt_out_text, opt_in_text, dup_message_id, dup_twiml,"
+    " form_state::text, contact_tags::text, contact_attrs::text, suppressed, rules_version"
+    " FROM herald_inbound_context_batch($1::text[], $2::text[], $3::text[], $4::text[])";
 static const char apply_sql[] = "SELECT herald_inbound_apply($1::jsonb)::text";
+static const char apply_batch_sql[] = "SELECT herald_inbound_apply_batch($1::jsonb)::text";
 static const char event_sql[] = "INSERT INTO conversation_events (org_id, conversation_id, message_id, rule_name,"
                                 " action, detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)";
 static const char history_sql[] =
@@ -115,6 +147,7 @@ static void wh_free(wh_req_t *r)
     free(r->contact_tags);
     free(r->contact_attrs);
     free(r->twiml);
+    free(r->doc);
     free(r);
 }
 
@@ -138,9 +171,9 @@ static void wh_unavailable(wh_req_t *r, const char *why)
     wh_finish(r, 503, NULL, r->wh->m_unavailable);
 }
 
-static char *dup_value(const PGresult *res, int col)
+static char *dup_value(const PGresult *res, int row, int col)
 {
-    return PQgetisnull(res, 0, col) ? NULL : xstrdup(PQgetvalue(res, 0, col));
+    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
 }
 
 /* ---- post-commit jobs ---- */
@@ -466,6 +499,7 @@ static void job_start(webhook_t *wh, const wh_req_t *r, json_t *spec, int64_t co
 
 static void on_apply(db_t *db, const PGresult *res, const char *err, void *arg);
 static void on_context(db_t *db, const PGresult *res, const char *err, void *arg);
+static void flush(webhook_t *wh);
 
 /* Adds the reply of action a (text) to the answer or the outbox; returns why it was skipped, or NULL. */
 static const char *add_reply(wh_req_t *r, json_t *ops, buf_t *twiml, int *n_twiml, const routing_out_action_t *a)
@@ -491,6 +525,48 @@ static const char *add_reply(wh_req_t *r, json_t *ops, buf_t *twiml, int *n_twim
     return NULL;
 }
 
+static void queue_push(wh_req_t **head, wh_req_t **tail, wh_req_t *r)
+{
+    r->qnext = NULL;
+    if (*tail)
+        (*tail)->qnext = r;
+    else
+        *head = r;
+    *tail = r;
+}
+
+/* Whether herald_inbound_apply_batch() can write these ops (see 005_inbox_perf.sql). */
+static int batchable(const json_t *ops)
+{
+    static const char *const fast_ops[] = {"none", "twiml", "add_tag", "create_lead"};
+    size_t i;
+    json_t *op;
+
+    json_array_foreach(ops, i, op)
+    {
+        const char *name = json_string_value(json_object_get(op, "op"));
+        size_t k;
+        if (!name || json_object_get(op, "async"))
+            return 0;
+        for (k = 0; k < sizeof(fast_ops) / sizeof(fast_ops[0]); k++)
+            if (strcmp(name, fast_ops[k]) == 0)
+                break;
+        if (k == sizeof(fast_ops) / sizeof(fast_ops[0]))
+            return 0;
+    }
+    return 1;
+}
+
+/* Writes r's document alone, in its own transaction. */
+static void apply_one(wh_req_t *r)
+{
+    const char *params[1] = {r->doc};
+    db_t *db = serve_db(r->wh->ctx);
+
+    if (!db || db_exec_prepared(db, "wh_apply", 1, params, on_apply, r) != 0)
+        wh_unavailable(r, "no database connection");
+}
+
 static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
 {
     webhook_t *wh = r->wh;
@@ -503,10 +579,8 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     json_t *formj = r->form_state ? json_loads(r->form_state, 0, NULL) : NULL;
     json_t *doc, *ops = json_array();
     buf_t twiml;
-    int n_twiml = 0;
+    int n_twiml = 0, fast;
     char *text;
-    const char *params[1];
-    db_t *db;
 
     in.body = buf_str(&r->body);
     in.body_len = r->body.len;
@@ -656,6 +730,7 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     else if (d->form.op == ROUTING_FORM_CLEAR)
         json_object_set_new(doc, "form", json_pack("{s:s}", "op", "clear"));
     text = json_dumps(doc, JSON_COMPACT);
+    json_incref(ops);
     json_decref(doc);
     json_decref(tagsj);
     json_decref(attrsj);
@@ -663,11 +738,14 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     rules_unref(rs);
 
     wh_set_state(r, WH_APPLY);
-    params[0] = text;
-    db = serve_db(wh->ctx);
-    if (!db || db_exec_prepared(db, "wh_apply", 1, params, on_apply, r) != 0)
-        wh_unavailable(r, "no database connection");
-    free(text);
+    r->doc = text;
+    fast = d->form.op == ROUTING_FORM_KEEP && batchable(ops);
+    json_decref(ops);
+    if (fast) {
+        queue_push(&wh->app_head, &wh->app_tail, r);
+        return;
+    }
+    apply_one(r);
 }
 
 static void on_apply(db_t *db, const PGresult *res, const char *err, void *arg)
@@ -734,7 +812,7 @@ static void on_rules(db_t *db, const PGresult *res, const char *err, void *arg)
 }
 
 /* Checks the signature; answers 403/400 itself and returns -1 when it fails. */
-static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult *res)
+static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult *res, int row, int base)
 {
     webhook_t *wh = r->wh;
     const serve_config_t *cfg = &wh->ctx->cfg;
@@ -747,10 +825,10 @@ static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult 
     if (cfg->webhook_insecure)
         return 0;
     token[0] = '\0';
-    if (!PQgetisnull(res, 0, 1)) {
+    if (!PQgetisnull(res, row, base + 1)) {
         unsigned char *raw;
         size_t rawlen, tlen;
-        raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &rawlen);
+        raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, base + 1), &rawlen);
         if (raw && cfg->have_master_key && rawlen >= CRYPTO_SEAL_OVERHEAD &&
             rawlen - CRYPTO_SEAL_OVERHEAD < sizeof(token)) {
             if (crypto_open(cfg->master_key, raw, rawlen, token, &tlen) != 0)
@@ -790,45 +868,37 @@ static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult 
     return 0;
 }
 
-static void on_context(db_t *db, const PGresult *res, const char *err, void *arg)
+/*
+ * Goes on with r from its context row (columns from base on are those of
+ * herald_inbound_context()): signature, duplicate, rules, then evaluation.
+ */
+static void context_row(wh_req_t *r, const PGresult *res, int row, int base)
 {
-    wh_req_t *r = arg;
     webhook_t *wh = r->wh;
     routing_ruleset_t *rs;
     db_t *db2;
 
-    serve_db_report(wh->ctx, db, res, err);
-    if (err) {
-        wh_unavailable(r, err);
-        return;
-    }
-    if (PQntuples(res) == 0) {
-        char masked[32];
-        log_warn("webhook %s: no org receives on %s", r->sid, log_mask_phone(r->to, masked, sizeof(masked)));
-        wh_finish(r, 404, NULL, wh->m_unknown);
-        return;
-    }
     if (r->state == WH_CONTEXT) {
-        if (check_signature(r, r->form, res) != 0)
+        if (check_signature(r, r->form, res, row, base) != 0)
             return;
     }
-    if (!PQgetisnull(res, 0, 5)) {
-        wh_finish(r, 200, PQgetisnull(res, 0, 6) ? twiml_empty() : PQgetvalue(res, 0, 6), wh->m_dup);
+    if (!PQgetisnull(res, row, base + 5)) {
+        wh_finish(r, 200, PQgetisnull(res, row, base + 6) ? twiml_empty() : PQgetvalue(res, row, base + 6), wh->m_dup);
         return;
     }
     if (r->state == WH_REREAD) {
         wh_unavailable(r, "duplicate MessageSid vanished");
         return;
     }
-    r->org_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    r->help_text = dup_value(res, 2);
-    r->opt_out_text = dup_value(res, 3);
-    r->opt_in_text = dup_value(res, 4);
-    r->form_state = dup_value(res, 7);
-    r->contact_tags = dup_value(res, 8);
-    r->contact_attrs = dup_value(res, 9);
-    r->suppressed = PQgetvalue(res, 0, 10)[0] == 't';
-    r->rules_version = PQgetisnull(res, 0, 11) ? -1 : atoi(PQgetvalue(res, 0, 11));
+    r->org_id = strtoll(PQgetvalue(res, row, base + 0), NULL, 10);
+    r->help_text = dup_value(res, row, base + 2);
+    r->opt_out_text = dup_value(res, row, base + 3);
+    r->opt_in_text = dup_value(res, row, base + 4);
+    r->form_state = dup_value(res, row, base + 7);
+    r->contact_tags = dup_value(res, row, base + 8);
+    r->contact_attrs = dup_value(res, row, base + 9);
+    r->suppressed = PQgetvalue(res, row, base + 10)[0] == 't';
+    r->rules_version = PQgetisnull(res, row, base + 11) ? -1 : atoi(PQgetvalue(res, row, base + 11));
 
     rs = routing_registry_acquire(wh->registry, r->org_id, r->to);
     if ((rs ? rules_version(rs) : -1) == r->rules_version) {
@@ -853,6 +923,212 @@ static void on_context(db_t *db, const PGresult *res, const char *err, void *arg
     }
 }
 
+static void unknown_number(wh_req_t *r)
+{
+    char masked[32];
+    log_warn("webhook %s: no org receives on %s", r->sid, log_mask_phone(r->to, masked, sizeof(masked)));
+    wh_finish(r, 404, NULL, r->wh->m_unknown);
+}
+
+static void on_context(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    wh_req_t *r = arg;
+    webhook_t *wh = r->wh;
+
+    serve_db_report(wh->ctx, db, res, err);
+    if (err) {
+        wh_unavailable(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        unknown_number(r);
+        return;
+    }
+    context_row(r, res, 0, 0);
+}
+
+/* ---- batches ---- */
+
+/* Appends s to an array literal being built in b ("{" already there). */
+static int array_add(buf_t *b, const char *s, int first)
+{
+    int rc = first ? 0 : buf_append(b, ",", 1);
+    rc |= buf_append(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc |= buf_append(b, "\\", 1);
+        rc |= buf_append(b, p, 1);
+    }
+    return rc | buf_append(b, "\"", 1);
+}
+
+static void on_context_batch(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    wh_batch_t *b = arg;
+    webhook_t *wh = b->wh;
+    int seen[WH_BATCH_MAX] = {0};
+
+    serve_db_report(wh->ctx, db, res, err);
+    wh->ctx_inflight--;
+    if (err) {
+        for (size_t i = 0; i < b->n; i++)
+            wh_unavailable(b->reqs[i], err);
+    } else {
+        for (int row = 0; row < PQntuples(res); row++) {
+            long idx = strtol(PQgetvalue(res, row, 0), NULL, 10);
+            if (idx < 1 || (size_t)idx > b->n || seen[idx - 1])
+                continue;
+            seen[idx - 1] = 1;
+            context_row(b->reqs[idx - 1], res, row, 1);
+        }
+        for (size_t i = 0; i < b->n; i++)
+            if (!seen[i])
+                unknown_number(b->reqs[i]);
+    }
+    free(b);
+    flush(wh);
+}
+
+/* Sends the queued context reads, one batch per free connection. */
+static void flush_context(webhook_t *wh, size_t limit)
+{
+    while (wh->ctx_head && wh->ctx_inflight < limit) {
+        wh_batch_t *b = xcalloc(1, sizeof(*b));
+        buf_t a[4];
+        const char *params[4];
+        int rc = 0;
+        db_t *db;
+
+        b->wh = wh;
+        for (int k = 0; k < 4; k++) {
+            buf_init(&a[k], 64u * 1024 * WH_BATCH_MAX);
+            rc |= buf_append(&a[k], "{", 1);
+        }
+        while (wh->ctx_head && b->n < WH_BATCH_MAX) {
+            wh_req_t *r = wh->ctx_head;
+            wh->ctx_head = r->qnext;
+            if (!wh->ctx_head)
+                wh->ctx_tail = NULL;
+            rc |= array_add(&a[0], r->to, b->n == 0);
+            rc |= array_add(&a[1], r->from, b->n == 0);
+            rc |= array_add(&a[2], r->sid, b->n == 0);
+            rc |= array_add(&a[3], r->account, b->n == 0);
+            b->reqs[b->n++] = r;
+        }
+        for (int k = 0; k < 4; k++) {
+            rc |= buf_append(&a[k], "}", 1);
+            params[k] = buf_str(&a[k]);
+        }
+        if (rc != 0)
+            abort(); /* the fields are capped far below the buffer limit */
+        metrics_counter_add(wh->m_batches, 1);
+        db = serve_db(wh->ctx);
+        if (!db || db_exec_prepared(db, "wh_ctx_batch", 4, params, on_context_batch, b) != 0) {
+            for (size_t i = 0; i < b->n; i++)
+                wh_unavailable(b->reqs[i], "no database connection");
+            free(b);
+        } else {
+            wh->ctx_inflight++;
+        }
+        for (int k = 0; k < 4; k++)
+            buf_close(&a[k]);
+    }
+}
+
+static void on_apply_batch(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    wh_batch_t *b = arg;
+    webhook_t *wh = b->wh;
+
+    serve_db_report(wh->ctx, db, res, err);
+    wh->app_inflight--;
+    if (err && res) {
+        /* The statement failed, not the connection: apply each document on its own. */
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        log_info("webhook batch of %zu: %s (SQLSTATE %s): applying one by one", b->n, err, state ? state : "?");
+        metrics_counter_add(wh->m_batch_retries, 1);
+        for (size_t i = 0; i < b->n; i++)
+            apply_one(b->reqs[i]);
+    } else if (err) {
+        for (size_t i = 0; i < b->n; i++)
+            wh_unavailable(b->reqs[i], err);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            wh_finish(b->reqs[i], 200, b->reqs[i]->twiml, wh->m_ok);
+    }
+    free(b);
+    flush(wh);
+}
+
+/* Sends the queued documents, one batch per free connection; no two share a From. */
+static void flush_apply(webhook_t *wh, size_t limit)
+{
+    while (wh->app_head && wh->app_inflight < limit) {
+        wh_batch_t *b = xcalloc(1, sizeof(*b));
+        wh_req_t *keep_head = NULL, *keep_tail = NULL, *r, *next;
+        buf_t text;
+        const char *params[1];
+        db_t *db;
+        int rc = 0;
+
+        b->wh = wh;
+        for (r = wh->app_head; r; r = next) {
+            int clash = 0;
+            next = r->qnext;
+            for (size_t i = 0; i < b->n && !clash; i++)
+                clash = strcmp(b->reqs[i]->from, r->from) == 0;
+            if (clash || b->n == WH_BATCH_MAX)
+                queue_push(&keep_head, &keep_tail, r);
+            else
+                b->reqs[b->n++] = r;
+        }
+        wh->app_head = keep_head;
+        wh->app_tail = keep_tail;
+        if (b->n == 1) {
+            /* Alone: the single-document function says the same with less work. */
+            apply_one(b->reqs[0]);
+            free(b);
+            continue;
+        }
+        buf_init(&text, SIZE_MAX);
+        rc |= buf_append(&text, "[", 1);
+        for (size_t i = 0; i < b->n; i++) {
+            if (i)
+                rc |= buf_append(&text, ",", 1);
+            rc |= buf_puts(&text, b->reqs[i]->doc);
+        }
+        rc |= buf_append(&text, "]", 1);
+        if (rc != 0)
+            abort();
+        params[0] = buf_str(&text);
+        metrics_counter_add(wh->m_batches, 1);
+        db = serve_db(wh->ctx);
+        if (!db || db_exec_prepared(db, "wh_apply_batch", 1, params, on_apply_batch, b) != 0) {
+            for (size_t i = 0; i < b->n; i++)
+                wh_unavailable(b->reqs[i], "no database connection");
+            free(b);
+        } else {
+            wh->app_inflight++;
+        }
+        buf_close(&text);
+    }
+}
+
+static void flush(webhook_t *wh)
+{
+    size_t limit = serve_db_ready(wh->ctx);
+
+    if (limit == 0)
+        limit = 1; /* serve_db() then answers NULL and the requests get 503 */
+    flush_context(wh, limit);
+    flush_apply(wh, limit);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush(h->data);
+}
+
 static int is_e164(const char *s)
 {
     size_t n;
@@ -875,9 +1151,7 @@ static void on_sms(http_request_t *req, void *arg)
     http_form_t *form = http_arena_alloc(req->arena, sizeof(*form));
     http_form_error_t ferr;
     const char *body, *nmedia;
-    const char *params[4];
     wh_req_t *r;
-    db_t *db;
     int rc;
 
     rc = http_form_parse(req->body, req->body_len, &lim, req->arena, form, &ferr);
@@ -926,13 +1200,8 @@ static void on_sms(http_request_t *req, void *arg)
     }
     r->form = form;
     wh_set_state(r, WH_CONTEXT);
-    params[0] = r->to;
-    params[1] = r->from;
-    params[2] = r->sid;
-    params[3] = r->account;
-    db = serve_db(wh->ctx);
-    if (!db || db_exec_prepared(db, "wh_ctx", 4, params, on_context, r) != 0)
-        wh_unavailable(r, "no database connection");
+    /* Read at the end of this loop iteration, with the others that arrived in it. */
+    queue_push(&wh->ctx_head, &wh->ctx_tail, r);
 }
 
 int serve_webhook_attach(serve_ctx_t *ctx)
@@ -957,8 +1226,19 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     wh->m_latency = metrics_histogram(ctx->metrics, "herald_webhook_sms_seconds",
                                       "Inbound SMS webhook latency, request to answer.", "", metrics_latency_buckets,
                                       metrics_latency_nbuckets);
+    wh->m_batches = metrics_counter(ctx->metrics, "herald_webhook_batches_total",
+                                    "Batched context reads and writes of inbound SMS.", "");
+    wh->m_batch_retries = metrics_counter(ctx->metrics, "herald_webhook_batch_retries_total",
+                                          "Batched writes that failed and were applied one by one.", "");
+    uv_check_init(ctx->loop, &wh->flush_check);
+    wh->flush_check.data = wh;
+    uv_check_start(&wh->flush_check, on_flush_check);
+    /* The check only flushes queues; it must not keep the loop alive on its own. */
+    uv_unref((uv_handle_t *)&wh->flush_check);
     ctx->webhook = wh;
     serve_db_statement(ctx, "wh_ctx", ctx_sql);
+    serve_db_statement(ctx, "wh_ctx_batch", ctx_batch_sql);
+    serve_db_statement(ctx, "wh_apply_batch", apply_batch_sql);
     serve_db_statement(ctx, "wh_rules", rules_sql);
     serve_db_statement(ctx, "wh_apply", apply_sql);
     serve_db_statement(ctx, "wh_event", event_sql);
@@ -974,6 +1254,8 @@ void serve_webhook_detach(serve_ctx_t *ctx)
     if (!wh || wh->closing)
         return;
     wh->closing = 1;
+    /* The server has drained: no request is queued any more. */
+    uv_close((uv_handle_t *)&wh->flush_check, NULL);
     /* Jobs waiting on a backoff timer are dropped; the others end in their callbacks. */
     for (job_t *j = wh->jobs, *next; j; j = next) {
         next = j->next;

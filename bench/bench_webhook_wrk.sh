@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Inbound-webhook throughput: signed Twilio webhooks against the real `herald serve`,
-# each committed with its rule actions (auto-reply TwiML + add-tag + create-lead) before
-# the 200. Starts a private Postgres (fsync on unless FSYNC=off), pre-signs N requests
-# with unique MessageSids (python), and drives them with wrk; prints wrk's figures, the
-# number of messages stored and the load average.
-#   usage: bench/bench_webhook_wrk.sh [BUILD_DIR] (env: DURATION=15s CONNS=64 THREADS=2 N=150000)
+# Inbound-webhook throughput and latency: signed Twilio webhooks against the real
+# `herald serve`, each committed with its rule actions before the 200. Half the messages
+# ask for the price: rule "price" answers in TwiML (auto-reply), tags the contact
+# (add-tag) and continues to rule "rest", which opens a lead (create-lead); the other
+# half only open a lead. After the run the database is checked against that mix
+# (TwiML replies = price messages, events = 3 x price + 1 x other, one open lead per
+# contact, tagged contacts = price senders) and the check is printed.
+#
+# Postgres: a private cluster with the server defaults for durability (fsync on,
+# synchronous_commit on, commit_delay 0) unless FSYNC=off; the settings used are
+# printed. PG_OPTS adds server options (e.g. PG_OPTS="-c commit_delay=200
+# -c commit_siblings=5" for group commit); say which you used next to the figures.
+#
+# Drivers: DRIVER=load (default) runs bench/bench_webhook_load (C, libuv; open loop
+# with LOAD_ARGS="--rate 2000", or --max); DRIVER=wrk pre-signs N requests (python) and
+# runs wrk (closed loop: its latencies suffer coordinated omission).
+#   usage: bench/bench_webhook_wrk.sh [BUILD_DIR]
+#   env: DRIVER=load|wrk POOL=2 LOAD_ARGS="--max --conns 128 --duration 10"
+#        DURATION=15s CONNS=64 THREADS=2 N=150000 (wrk)
 set -euo pipefail
 BUILD=${1:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 HERALD=$BUILD/herald
+DRIVER=${DRIVER:-load}
+LOAD_ARGS=${LOAD_ARGS:---max --conns 128 --duration 10 --warmup 2}
 DURATION=${DURATION:-15s}; CONNS=${CONNS:-64}; THREADS=${THREADS:-2}; N=${N:-150000}
 dir=$(mktemp -d /tmp/herald-benchwh.XXXXXX); chmod 755 "$dir"
 serve_pid=
@@ -17,30 +32,52 @@ trap cleanup EXIT
 bash "$SRC/tests/integration/pgtmp.sh" start "$dir/pg.state" >/dev/null
 pgdir=$(cut -f1 "$dir/pg.state")
 if [ "${FSYNC:-on}" = on ]; then
-  # pgtmp.sh starts with fsync off for tests; the bench measures durable commits.
+  # pgtmp.sh starts with fsync, synchronous_commit and full_page_writes off for tests;
+  # restart with the server defaults: the bench measures durable commits.
   as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u "$(stat -c %U "$pgdir/data")" -- "$@"; else "$@"; fi; }
   PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
   as_owner "$PGBIN/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null
   as_owner "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 30 \
-    -o "-c listen_addresses='' -c unix_socket_directories=$pgdir/run -c max_connections=200" start >/dev/null
+    -o "-c listen_addresses='' -c unix_socket_directories=$pgdir/run -c max_connections=200 ${PG_OPTS:-}" start >/dev/null
 fi
 export DATABASE_URL=$(cut -f2 "$dir/pg.state")
-TOKEN=benchtoken; OUR=+15005550006
+sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
+TOKEN=benchtoken; OUR=+15005550006; ACC=AC0123456789abcdef0123456789abcdef
 export HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-"$HERALD" org create bench --account-sid AC0123456789abcdef0123456789abcdef --auth-token $TOKEN --number $OUR >/dev/null 2>&1
-org=$(psql "$DATABASE_URL" -XAtqc "select id from orgs where name='bench'")
-psql "$DATABASE_URL" -XAtqc "insert into rule_sets (org_id, number, version, document) values ($org, '$OUR', 1, '{\"number\": \"$OUR\", \"rules\": [{\"name\": \"price\", \"when\": {\"regex\": \"\\\\\\\\b(price|cost)\\\\\\\\b\", \"flags\": \"i\"}, \"actions\": [{\"type\": \"auto-reply\", \"body\": \"Prices: example.com/p\"}, {\"type\": \"add-tag\", \"tag\": \"pricing\"}]}, {\"name\": \"rest\", \"when\": {\"any\": true}, \"actions\": [{\"type\": \"create-lead\"}]}]}'::jsonb)" >/dev/null
+"$HERALD" org create bench --account-sid $ACC --auth-token $TOKEN --number $OUR >/dev/null 2>&1
+org=$(sql "select id from orgs where name='bench'")
+cat >"$dir/rules.json" <<JSON
+{"number": "$OUR",
+ "rules": [
+  {"name": "price", "when": {"regex": "\\\\b(price|cost)\\\\b", "flags": "i"}, "continue": true,
+   "actions": [{"type": "auto-reply", "body": "Prices: example.com/p"}, {"type": "add-tag", "tag": "pricing"}]},
+  {"name": "rest", "when": {"any": true}, "actions": [{"type": "create-lead"}]}
+ ]}
+JSON
+"$HERALD" rules load "$dir/rules.json" --org "$org" >/dev/null
+# The rule set must really match: check it before measuring anything.
+"$HERALD" rules test --org "$org" --number $OUR --body "what is the price?" | grep -q "price" \
+  || { echo "bench rules do not match a price question" >&2; exit 1; }
 PUB=https://hooks.bench.test
-HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_LOG_LEVEL=error HERALD_DB_POOL=${POOL:-8} \
+HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_LOG_LEVEL=error HERALD_DB_POOL=${POOL:-2} \
   "$HERALD" serve --port-file "$dir/port" >/dev/null 2>"$dir/err" &
 serve_pid=$!
 for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
 PORT=$(cat "$dir/port")
+echo "postgres: fsync=$(sql 'show fsync') synchronous_commit=$(sql 'show synchronous_commit')" \
+     "commit_delay=$(sql 'show commit_delay') commit_siblings=$(sql 'show commit_siblings'); HERALD_DB_POOL=${POOL:-2}"
+
+if [ "$DRIVER" = load ]; then
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  # shellcheck disable=SC2086
+  "$BUILD/bench/bench_webhook_load" --port "$PORT" --token $TOKEN --public-url $PUB --to $OUR --account $ACC \
+    $LOAD_ARGS || true
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+else
 python3 - "$dir/reqs.txt" "$N" "$TOKEN" "$PUB/connect/webhook/twilio/sms" "$OUR" <<'PY'
 import base64, hashlib, hmac, sys, urllib.parse
 out, n, token, url, our = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4], sys.argv[5]
 with open(out, "w") as f:
-    pass
     for i in range(n):
         p = {"AccountSid": "AC0123456789abcdef0123456789abcdef", "MessageSid": "SMb%030d" % i,
              "From": "+1415%07d" % (i % 100000), "To": our, "NumMedia": "0",
@@ -71,8 +108,28 @@ done = function(summary, latency, requests)
 end
 LUA
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$dir/wh.lua" "http://127.0.0.1:$PORT" | grep -v "^  *[0-9.]*%" 
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$dir/wh.lua" "http://127.0.0.1:$PORT" | grep -v "^  *[0-9.]*%"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "messages stored: $(psql "$DATABASE_URL" -XAtqc "select count(*) from messages where direction='inbound'")," \
-     "events: $(psql "$DATABASE_URL" -XAtqc "select count(*) from conversation_events")," \
-     "fsync: $(psql "$DATABASE_URL" -XAtqc "show fsync")"
+fi
+
+# What the database holds must be what the rules say.
+sleep 0.5
+read -r inbound price twiml <<<"$(sql "select count(*) filter (where direction = 'inbound'),
+  count(*) filter (where direction = 'inbound' and body ~* '\\m(price|cost)\\M'),
+  count(*) filter (where direction = 'outbound' and status = 'twiml') from messages" | tr '|' ' ')"
+events=$(sql "select count(*) from conversation_events")
+leads=$(sql "select count(*) from leads where status = 'open'")
+contacts=$(sql "select count(*) from contacts")
+tagged=$(sql "select count(*) from contacts where 'pricing' = any (tags)")
+price_senders=$(sql "select count(distinct c.contact_e164) from messages m join conversations c on c.id = m.conversation_id
+  where m.direction = 'inbound' and m.body ~* '\\m(price|cost)\\M'")
+want_events=$((3 * price + (inbound - price)))
+echo "stored: $inbound messages ($price price questions), $twiml TwiML replies, $events events, $leads open leads," \
+     "$contacts contacts, $tagged tagged"
+if [ "$price" -gt 0 ] && [ "$twiml" -eq "$price" ] && [ "$events" -eq "$want_events" ] && [ "$leads" -eq "$contacts" ] \
+   && [ "$tagged" -eq "$price_senders" ]; then
+  echo "database check: ok (every message has its rule actions)"
+else
+  echo "database check: MISMATCH (want $price TwiML replies, $want_events events, $contacts leads, $price_senders tagged)"
+  exit 1
+fi

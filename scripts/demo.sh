@@ -1,44 +1,86 @@
 #!/usr/bin/env bash
-# The demo on a fresh Debian 12 machine: install packages, build, start Herald's private
-# Postgres (.herald/pg), apply the schema, then show the compliance core on a sample CSV:
-# E.164 normalization with reasons, segment counting, the opt-out footer, quiet hours and
-# carrier keywords. Later issues extend it with campaigns, the simulator and the inbox.
+# The demo, on a fresh Debian 12 machine (as root): installs packages, builds, then runs
+# Herald end to end on loopback with its private Postgres (.herald/pg) and the Twilio
+# simulator: an org, routing rules, a campaign uploaded from CSV and sent under a rate
+# limit, handsets that reply (one says STOP), an injected inbound SMS that a rule answers,
+# and an inbox query. Everything it starts is stopped at the end; the cluster stays up
+# ('build/herald db stop' stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh build
-H=build/herald
+H=$PWD/build/herald
+SIM=$PWD/build/twilio-sim
 unset DATABASE_URL
+work=$(mktemp -d /tmp/herald-demo.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+wait_port() { for _ in $(seq 1 100); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "demo: $2 did not start" >&2; exit 1; }
 
-step "private Postgres under .herald/pg"
+ACCOUNT=AC00000000000000000000000000000001
+TOKEN=demo_auth_token_0123456789abcdef
+FROM=+15005550006
+export HERALD_MASTER_KEY=$(printf '%064d' 0)   # demo only: encrypts the stored auth token
+export HERALD_LOG_LEVEL=warn
+
+step "private Postgres under .herald/pg, schema migrated"
 $H db start
-$H db status
-step "schema migrations (a second run applies nothing)"
-$H db migrate
 $H db migrate
 
-step "normalize the phone column of examples/numbers.csv (region US)"
-# Column 1 of the sample is the phone number; the header row is skipped.
-tail -n +2 examples/numbers.csv | cut -d, -f1 | $H phone normalize --region US | column -t -s $'\t'
+step "the compliance core on its own"
+tail -n +2 examples/campaign.csv | cut -d, -f1 | $H phone normalize --region US | column -t -s $'\t'
+$H sms info "Hi Ada, spring sale today 🌸 20% off everything."
+$H compliance window +13055550123 --at 2026-06-01T00:30:00Z | grep -E '^(zone_reason|rule|status|next_open_local):'
 
-step "segments, as Twilio counts them"
-$H sms info "Hi Ana, our spring sale starts today: 20% off everything."
-$H sms info "Hi Ana, our spring sale starts today 🌸 20% off everything."
-$H sms info --smart "“Smart” quotes — and dashes… become GSM-7 with smart encoding"
+step "Twilio simulator on 127.0.0.1 with three handsets that reply"
+$SIM --listen 127.0.0.1:0 --port-file "$work/sim.port" --account-sid $ACCOUNT --auth-token $TOKEN \
+     --ledger "$work/ledger.jsonl" --mps 10 --delivery-ms 300 \
+     --inbound-url "http://127.0.0.1:18080/connect/webhook/twilio/sms" \
+     --handset "+14155550101,reply=What is the price?,delay=200" \
+     --handset "+12125550103,stop=1,delay=300" \
+     --handset "+16465550104,reply=Sounds good,delay=400" >"$work/sim.log" 2>&1 &
+pids+=($!)
+wait_port "$work/sim.port" twilio-sim
+SIM_URL=http://127.0.0.1:$(cat "$work/sim.port")
+echo "twilio-sim at $SIM_URL"
 
-step "opt-out footer on the first message to a contact"
-$H sms info --footer --policy first --first "Hi Ana, our spring sale starts today: 20% off everything. See example.com/s"
+step "an org with the simulator's credentials and number, and its routing rules"
+$H org create "Demo Co" --account-sid $ACCOUNT --auth-token $TOKEN --number $FROM | tee "$work/org.txt"
+ORG=$(awk '/^org_id/{print $2}' "$work/org.txt")
+API_KEY=$(awk '/^api_key/{print $2}' "$work/org.txt")
+$H rules load examples/rules.json --org "$ORG"
 
-step "quiet hours: 20:30 Eastern on a Florida number vs a Georgia number"
-$H compliance window +13055550123 --at 2026-06-01T00:30:00Z || true
-$H compliance window +14045550123 --at 2026-06-01T00:30:00Z || true
+step "herald serve: webhooks, API and scheduler on 127.0.0.1:18080"
+export TWILIO_ACCOUNT_SID=$ACCOUNT TWILIO_AUTH_TOKEN=$TOKEN TWILIO_API_BASE_URL=$SIM_URL
+export HERALD_PUBLIC_URL=http://127.0.0.1:18080 HERALD_LISTEN=127.0.0.1:18080
+$H serve --port-file "$work/serve.port" >"$work/serve.log" 2>&1 &
+pids+=($!)
+wait_port "$work/serve.port" "herald serve"
 
-step "carrier keywords and free-text revocations"
-for t in "STOP" " stop " "Start" "HELP" "please stop texting me" "I can't stop smiling"; do
-  printf '%-28s ' "\"$t\""; $H compliance keyword "$t" | tr '\n' ' '; echo
-done
+step "a campaign from examples/campaign.csv (one invalid number, one duplicate)"
+CID=$($H campaign create --org "$ORG" --name "Spring sale" --from $FROM --rate 5 \
+      --body "Hi {{first_name}}, the spring sale is on in {{city}}: 20% off today.")
+echo "campaign $CID"
+$H campaign upload "$CID" examples/campaign.csv --org "$ORG"
+$H campaign rejects "$CID" --org "$ORG"
 
-step "done"
-echo "The private cluster keeps running: 'build/herald db status', 'build/herald db stop'."
+step "send it (5 segments/s) and wait for the handsets' replies"
+$H campaign run "$CID" --org "$ORG"
+sleep 2
+$H campaign status "$CID" --org "$ORG"
+
+step "an inbound SMS injected through the simulator"
+$SIM inject --sim "$SIM_URL" --from +13125550105 --to $FROM --body "JOIN"
+sleep 1
+
+step "the inbox: conversations, newest first"
+$H inbox conversations --org "$ORG"
+step "the same over the CRM API"
+curl -s -H "Authorization: Bearer $API_KEY" "http://127.0.0.1:18080/crm/inbox/conversations?limit=3" | head -c 600; echo
+
+step "what the simulator accepted (its ledger)"
+wc -l < "$work/ledger.jsonl" | xargs echo "messages accepted:"
+echo "logs: $work"

@@ -56,12 +56,18 @@ check "Postgres back: Twilio's retry is stored" "$r" "^200"
 check "the 503 requests were not stored, the retry once" "$(sql "select count(*) from messages where message_sid like 'SMdown%'")" "^1$"
 
 # Graceful shutdown: hold a lock so the next webhook waits inside its transaction.
-psql "$DATABASE_URL" -XAtqc "BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT;" >/dev/null &
+psql "$DATABASE_URL" -XAtqc "BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;" >/dev/null &
 lock_pid=$!
-sleep 0.3
+# Poll instead of sleeping a fixed time: on a loaded machine the clients start slowly.
+held="select count(*) from pg_locks l join pg_class c on c.oid = l.relation
+      where c.relname = 'messages' and l.mode = 'ExclusiveLock' and l.granted"
+for _ in $(seq 100); do [ "$(sql "$held")" = 1 ] && break; sleep 0.05; done
 sms SMinflight "in flight" >"$dir/inflight" &
 post_pid=$!
-sleep 0.3
+# SIGTERM only once the webhook's transaction is really waiting on that lock.
+waiting="select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+for _ in $(seq 150); do [ "$(sql "$waiting")" -ge 1 ] && break; sleep 0.05; done
+check "SIGTERM: a webhook is in flight (waiting on the lock)" "$(sql "$waiting")" "^[1-9]"
 kill -TERM "$serve_pid"
 wait "$post_pid"
 wait "$serve_pid"; rc=$?; serve_pid=

@@ -445,7 +445,12 @@ static void flush(db_t *db)
         db->want_write = r == 1;
 }
 
-/* Feeds the COPY at the head of `inflight` until libpq's buffer is full or the work cap. */
+/*
+ * Feeds the COPY at the head of `inflight` until the socket stops taking data or the
+ * work cap. In non-blocking mode PQputCopyData() queues whatever it is given and grows
+ * libpq's output buffer to fit, so the producer is asked for more only after a flush
+ * has emptied that buffer: memory stays bounded by one chunk plus the socket buffer.
+ */
 static void copy_pump(db_t *db)
 {
     db_op_t *op = db->inflight.head;
@@ -459,6 +464,13 @@ static void copy_pump(db_t *db)
             if (r < 0)
                 goto refused;
             buf_reset(&db->chunk);
+        }
+        r = PQflush(db->conn);
+        if (r < 0)
+            goto refused;
+        if (r == 1) {
+            db->want_write = 1;
+            return; /* the socket is full: resume when it is writable */
         }
         if (op->producer_done) {
             r = PQputCopyEnd(db->conn, op->producer_failed ? "aborted by the data producer" : NULL);

@@ -10,6 +10,10 @@
  * SIM_PATH defaults to $TWILIO_SIM_BIN, then ./build/twilio-sim. --builtin answers
  * from a minimal in-process responder on another thread instead, which measures the
  * client's own ceiling.
+ *
+ * Other programs on the machine move creates/s a lot, so each line also gives the
+ * CPU time (user + system) the client spent per create and, against the simulator,
+ * the simulator's: figures that depend much less on what else is running.
  */
 #include "common/log.h"
 #include "provider/twilio.h"
@@ -23,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -267,10 +272,30 @@ static void on_created(const twilio_result_t *res, void *arg)
         send_next(s);
 }
 
+/* The first error of the last run, printed by main() after the run's line; "" if none. */
+static char first_error[640];
+
+static void end_line(void)
+{
+    printf("\n");
+    if (first_error[0])
+        printf("  first error: %s\n", first_error);
+    fflush(stdout);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+static double cpu_seconds(int who)
+{
+    struct rusage ru;
+
+    getrusage(who, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static void on_closed(void *arg)
@@ -286,6 +311,7 @@ static int bench_one(const char *base, size_t slots, size_t total)
     slot_t *sl;
     uint64_t t0, t1;
     unsigned long long conns;
+    double cpu0, cpu1;
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.account_sid = SID;
@@ -306,6 +332,7 @@ static int bench_one(const char *base, size_t slots, size_t total)
         return -1;
     }
     t0 = uv_hrtime();
+    cpu0 = cpu_seconds(RUSAGE_SELF);
     for (size_t i = 0; i < slots && r.sent < total; i++) {
         sl[i].run = &r;
         send_next(&sl[i]);
@@ -313,6 +340,7 @@ static int bench_one(const char *base, size_t slots, size_t total)
     while (r.done < total)
         uv_run(&loop, UV_RUN_ONCE);
     t1 = uv_hrtime();
+    cpu1 = cpu_seconds(RUSAGE_SELF);
     conns = twilio_client_connections_opened(r.tc);
     twilio_client_close(r.tc, on_closed, &r.closed);
     while (!r.closed)
@@ -323,13 +351,12 @@ static int bench_one(const char *base, size_t slots, size_t total)
 
     qsort(r.lat, total, sizeof(uint64_t), cmp_u64);
     double secs = (double)(t1 - t0) / 1e9;
-    printf("slots %4zu  creates %7zu  %8.0f creates/s  p50 %6.2f ms  p99 %6.2f ms  errors %zu  connections %llu%s\n",
+    printf("slots %4zu  creates %7zu  %8.0f creates/s  p50 %6.2f ms  p99 %6.2f ms  errors %zu  connections %llu%s"
+           "  client cpu %5.1f us/create",
            slots, total, (double)total / secs, (double)r.lat[total / 2] / 1e6,
            (double)r.lat[(size_t)((double)total * 0.99)] / 1e6, r.errors, conns,
-           conns == slots ? "" : "  (!= slots)");
-    if (r.errors)
-        printf("  first error: %s\n", r.first_error);
-    fflush(stdout);
+           conns == slots ? "" : "  (!= slots)", (cpu1 - cpu0) * 1e6 / (double)total);
+    snprintf(first_error, sizeof(first_error), "%s", r.errors ? r.first_error : "");
     free(r.lat);
     free(sl);
     return (r.errors == 0 && conns == slots) ? 0 : 1;
@@ -375,8 +402,10 @@ int main(int argc, char **argv)
         if (builtin_start(&b) != 0)
             return 1;
         snprintf(base, sizeof(base), "http://127.0.0.1:%d", b.port);
-        for (size_t i = 0; i < nslots; i++)
+        for (size_t i = 0; i < nslots; i++) {
             rc |= bench_one(base, slots[i], total);
+            end_line();
+        }
         return rc; /* the responder thread dies with the process */
     }
     for (size_t i = 0; i < nslots; i++) {
@@ -384,9 +413,12 @@ int main(int argc, char **argv)
         char base[64];
         if (sim_start(&sim, bin, slots[i]) != 0)
             return 1;
+        double sim0 = cpu_seconds(RUSAGE_CHILDREN);
         snprintf(base, sizeof(base), "http://127.0.0.1:%d", sim.port);
         rc |= bench_one(base, slots[i], total);
         sim_stop(&sim);
+        printf("  sim cpu %5.1f us/create", (cpu_seconds(RUSAGE_CHILDREN) - sim0) * 1e6 / (double)total);
+        end_line();
     }
     return rc;
 }

@@ -14,18 +14,35 @@
  * False negatives cost a TCPA violation and false positives cost a subscriber, so
  * the phrases lean towards flagging, but ordinary sentences that merely contain
  * "stop" or "end" ("I can't stop smiling", "when does the sale end?") are left alone.
+ *
+ * Most messages contain no word that can open a phrase or is an opt-out keyword, so
+ * each word is looked up once in a small hash table of those trigger words (built
+ * from the tables below on first use) and the rules only run where a trigger word
+ * stands: at most a few pattern matches per message instead of every pattern at
+ * every word. The result is the same as trying everything, because a pattern's
+ * first slot is a literal list the word at the start of a match must be in.
  */
 #include "compliance/keywords.h"
 
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unicode/uchar.h>
 
 #define MAX_WORDS 64
 #define MAX_WORD_LEN 24
 
+#define W_OPTOUT 0x1u /* in set_optout */
+#define W_STRONG 0x2u /* in set_strong */
+#define W_FILLER 0x4u /* in set_filler */
+
 typedef struct word {
     char s[MAX_WORD_LEN]; /* lower-case ASCII; "#" marks a word with non-ASCII letters or one too long */
+    size_t len;           /* strlen(s) */
     int clause_start;     /* first word after punctuation (or of the message) */
+    uint32_t opens;       /* bit p: the word is in the first slot of phrases[p] */
+    unsigned flags;       /* W_* */
 } word_t;
 
 typedef struct words {
@@ -149,11 +166,35 @@ static int is_blank(UChar32 cp)
     return u_isUWhiteSpace(cp) ? 1 : 0;
 }
 
+static int ascii_blank(unsigned char c)
+{
+    return c == ' ' || (c >= 0x09 && c <= 0x0D);
+}
+
 /* Trims blanks at both ends of s[*start..*end). */
 static void trim(const unsigned char *s, size_t *start, size_t *end)
 {
     size_t i = *start, last_end = *start, first = *end;
+    size_t a = *start, b = *end;
     int seen = 0;
+
+    /*
+     * Usually both ends are ASCII, which needs no decoding: an ASCII byte always
+     * decodes as itself, never as part of a longer sequence.
+     */
+    while (a < b && ascii_blank(s[a]))
+        a++;
+    while (b > a && ascii_blank(s[b - 1]))
+        b--;
+    if (a == b) {
+        *start = *end;
+        return;
+    }
+    if (s[a] < 0x80 && s[b - 1] < 0x80) {
+        *start = a;
+        *end = b;
+        return;
+    }
 
     while (i < *end) {
         size_t at = i;
@@ -178,7 +219,7 @@ static int is_apostrophe(UChar32 cp)
     return cp == '\'' || cp == '`' || cp == 0x2019 || cp == 0x2018 || cp == 0x02BC;
 }
 
-static void push_char(words_t *ws, int *in_word, int *clause, char ch)
+static inline void push_char(words_t *ws, int *in_word, int *clause, char ch)
 {
     word_t *w;
     size_t n;
@@ -188,20 +229,23 @@ static void push_char(words_t *ws, int *in_word, int *clause, char ch)
             return;
         w = &ws->w[ws->n++];
         w->s[0] = '\0';
+        w->len = 0;
         w->clause_start = *clause;
         *clause = 0;
         *in_word = 1;
     }
     w = &ws->w[ws->n - 1];
-    n = strlen(w->s);
+    n = w->len;
     if (ch == '#' || n + 1 >= sizeof(w->s)) {
         strcpy(w->s, "#");
+        w->len = 1;
         return;
     }
     if (w->s[0] == '#')
         return;
     w->s[n] = ch;
     w->s[n + 1] = '\0';
+    w->len = n + 1;
 }
 
 static void split_words(const unsigned char *s, size_t len, words_t *ws)
@@ -211,7 +255,11 @@ static void split_words(const unsigned char *s, size_t len, words_t *ws)
 
     ws->n = 0;
     while (i < len) {
-        UChar32 cp = next_cp(s, len, &i);
+        UChar32 cp;
+        if (s[i] < 0x80)
+            cp = s[i++];
+        else
+            cp = next_cp(s, len, &i);
         if (cp < 0x80 && ((cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9'))) {
             push_char(ws, &in_word, &clause, (char)cp);
         } else if (cp >= 'A' && cp <= 'Z') {
@@ -348,11 +396,11 @@ static const char *filler_clause(const words_t *ws, char *kw, size_t kwlen)
         int j = i, keywords = 0, other = 0;
         const char *first_kw = NULL;
         do {
-            if (in_set(ws->w[j].s, set_optout)) {
+            if (ws->w[j].flags & W_OPTOUT) {
                 keywords++;
                 if (!first_kw)
                     first_kw = ws->w[j].s;
-            } else if (!in_set(ws->w[j].s, set_filler)) {
+            } else if (!(ws->w[j].flags & W_FILLER)) {
                 other++;
             }
             j++;
@@ -364,6 +412,123 @@ static const char *filler_clause(const words_t *ws, char *kw, size_t kwlen)
         i = j;
     }
     return NULL;
+}
+
+/* ---- trigger words: the fast reject ---- */
+
+#define NPHRASES (sizeof(phrases) / sizeof(phrases[0]))
+_Static_assert(sizeof(phrases) / sizeof(phrases[0]) <= 32, "phrase bits must fit a uint32_t");
+#define VOCAB_SLOTS 512 /* power of two, well above twice the trigger words */
+#define VOCAB_MAX 256
+
+typedef struct vocab_word {
+    char s[MAX_WORD_LEN];
+    size_t len;
+    uint32_t opens;
+    unsigned flags;
+} vocab_word_t;
+
+static struct vocab {
+    vocab_word_t words[VOCAB_MAX];
+    size_t n;
+    int16_t slot[VOCAB_SLOTS]; /* index into words, -1 when empty */
+    uint32_t always;           /* phrases whose first slot is not a literal list: tried everywhere */
+} vocab;
+static pthread_once_t vocab_once = PTHREAD_ONCE_INIT;
+
+static uint32_t hash_word(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static vocab_word_t *vocab_find(const char *s, size_t len)
+{
+    uint32_t i = hash_word(s, len) & (VOCAB_SLOTS - 1);
+
+    for (; vocab.slot[i] >= 0; i = (i + 1) & (VOCAB_SLOTS - 1)) {
+        vocab_word_t *v = &vocab.words[vocab.slot[i]];
+        if (v->len == len && memcmp(v->s, s, len) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+static vocab_word_t *vocab_add(const char *s, size_t len)
+{
+    vocab_word_t *v = vocab_find(s, len);
+    uint32_t i;
+
+    if (v != NULL)
+        return v;
+    /* The tables are fixed; a word that cannot be stored is a programming error. */
+    if (vocab.n == VOCAB_MAX || len == 0 || len >= MAX_WORD_LEN)
+        abort();
+    v = &vocab.words[vocab.n];
+    memcpy(v->s, s, len);
+    v->s[len] = '\0';
+    v->len = len;
+    i = hash_word(s, len) & (VOCAB_SLOTS - 1);
+    while (vocab.slot[i] >= 0)
+        i = (i + 1) & (VOCAB_SLOTS - 1);
+    vocab.slot[i] = (int16_t)vocab.n++;
+    return v;
+}
+
+/* Adds each alternative of alts[0..len) ("a|b|c") with the given phrase bits and flags. */
+static void each_alt(const char *alts, size_t len, uint32_t opens, unsigned flags)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        size_t j = i;
+        while (j < len && alts[j] != '|')
+            j++;
+        if (j > i) {
+            vocab_word_t *v = vocab_add(alts + i, j - i);
+            v->opens |= opens;
+            v->flags |= flags;
+        }
+        i = j + 1;
+    }
+}
+
+static void vocab_build(void)
+{
+    for (size_t i = 0; i < VOCAB_SLOTS; i++)
+        vocab.slot[i] = -1;
+    each_alt(set_optout, strlen(set_optout), 0, W_OPTOUT);
+    each_alt(set_strong, strlen(set_strong), 0, W_STRONG);
+    each_alt(set_filler, strlen(set_filler), 0, W_FILLER);
+    for (size_t p = 0; p < NPHRASES; p++) {
+        const char *pat = phrases[p].pattern, *alts;
+        size_t len = strcspn(pat, " "), altlen;
+        if (pat[0] == '~' || pat[0] == '?' || pat[0] == '$') {
+            vocab.always |= UINT32_C(1) << p;
+            continue;
+        }
+        slot_alts(pat, len, &alts, &altlen);
+        each_alt(alts, altlen, UINT32_C(1) << p, 0);
+    }
+}
+
+/* Looks every word up once; returns the union of the phrases some word can open. */
+static uint32_t mark_words(words_t *ws, unsigned *flags)
+{
+    uint32_t opens = vocab.always;
+
+    *flags = 0;
+    for (int i = 0; i < ws->n; i++) {
+        word_t *w = &ws->w[i];
+        const vocab_word_t *v = w->s[0] == '#' ? NULL : vocab_find(w->s, w->len);
+        w->opens = v ? v->opens : 0;
+        w->flags = v ? v->flags : 0;
+        opens |= w->opens;
+        *flags |= w->flags;
+    }
+    return opens;
 }
 
 static void classify_exact(const unsigned char *s, size_t len, kw_result_t *out)
@@ -397,6 +562,8 @@ void keywords_classify(const char *body, size_t len, kw_result_t *out)
     const unsigned char *s = (const unsigned char *)body;
     size_t start = 0, end;
     words_t ws;
+    uint32_t opens;
+    unsigned flags;
 
     memset(out, 0, sizeof(*out));
     out->rule = "none";
@@ -413,13 +580,18 @@ void keywords_classify(const char *body, size_t len, kw_result_t *out)
     split_words(s + start, end - start, &ws);
     if (ws.n == 0)
         return;
-    if (in_set(ws.w[0].s, set_strong)) {
+    pthread_once(&vocab_once, vocab_build);
+    opens = mark_words(&ws, &flags);
+    /* No trigger word (courtesy words alone are none): no rule below can fire. */
+    if (opens == 0 && !(flags & W_OPTOUT))
+        return;
+    if (ws.w[0].flags & W_STRONG) {
         out->revocation = 1;
         upper_copy(out->keyword, sizeof(out->keyword), ws.w[0].s);
         out->rule = "keyword+text";
         return;
     }
-    {
+    if (flags & W_OPTOUT) {
         const char *r = filler_clause(&ws, out->keyword, sizeof(out->keyword));
         if (r) {
             out->revocation = 1;
@@ -427,8 +599,13 @@ void keywords_classify(const char *body, size_t len, kw_result_t *out)
             return;
         }
     }
-    for (size_t p = 0; p < sizeof(phrases) / sizeof(phrases[0]); p++) {
+    for (size_t p = 0; p < NPHRASES; p++) {
+        uint32_t bit = UINT32_C(1) << p;
+        if (!(opens & bit))
+            continue;
         for (int wi = 0; wi < ws.n; wi++) {
+            if (!(ws.w[wi].opens & bit) && !(vocab.always & bit))
+                continue;
             if (match_from(&ws, wi, phrases[p].pattern, 1) && !(phrases[p].negatable && negated(&ws, wi))) {
                 out->revocation = 1;
                 out->rule = phrases[p].rule;

@@ -23,6 +23,7 @@
 #include "compliance/segments_int.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -86,9 +87,34 @@ static unsigned gsm_septets(uint32_t cp)
     return 0;
 }
 
+/*
+ * Direct-lookup copies of the sorted tables for the code points text is made of,
+ * built once on first use: the grapheme class of every code point below
+ * TABLE_LIMIT (the BMP and the emoji plane), and one bit per BMP code point that
+ * Smart Encoding replaces. Past them the binary searches below still answer.
+ */
+#define TABLE_LIMIT 0x20000u
+static uint8_t gcb_table[TABLE_LIMIT];
+static uint64_t smart_bits[0x10000 / 64];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void tables_build(void)
+{
+    memset(gcb_table, GCB_OTHER, sizeof(gcb_table));
+    for (size_t r = 0; r < gcb_nranges && gcb_ranges[r].first < TABLE_LIMIT; r++)
+        for (uint32_t cp = gcb_ranges[r].first; cp <= gcb_ranges[r].last && cp < TABLE_LIMIT; cp++)
+            gcb_table[cp] = gcb_ranges[r].cls;
+    for (size_t i = 0; i < smart_map_len; i++)
+        if (smart_map[i].cp < 0x10000)
+            smart_bits[smart_map[i].cp / 64] |= UINT64_C(1) << (smart_map[i].cp % 64);
+}
+
 static const char *smart_lookup(uint32_t cp)
 {
     size_t lo = 0, hi = smart_map_len;
+
+    if (cp < 0x10000 && !(smart_bits[cp / 64] & (UINT64_C(1) << (cp % 64))))
+        return NULL;
 
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -121,6 +147,8 @@ static gcb_class_t gcb_of(uint32_t cp, size_t *hint)
     }
     if (cp >= 0xAC00 && cp <= 0xD7A3)
         return (cp - 0xAC00) % 28 == 0 ? GCB_LV : GCB_LVT;
+    if (cp < TABLE_LIMIT)
+        return (gcb_class_t)gcb_table[cp];
     if (cp >= gcb_ranges[h].first) {
         if (cp <= gcb_ranges[h].last)
             return (gcb_class_t)gcb_ranges[h].cls;
@@ -259,6 +287,43 @@ static inline void packer_put(packer_t *p, size_t units)
     }
 }
 
+/*
+ * packer_put(p, 1) n times, in constant time: what a run of one-unit characters
+ * (printable ASCII in UCS-2) does to the packing.
+ */
+static void packer_put_ones(packer_t *p, size_t n)
+{
+    size_t room;
+
+    if (n == 0)
+        return;
+    if (p->segments == 1) {
+        size_t take = p->cap_single - p->used; /* used <= cap_single while single */
+        if (take > n)
+            take = n;
+        /* One at a time, first_fit follows used up to cap_multi. */
+        if (p->used + take <= p->cap_multi)
+            p->first_fit = p->used + take;
+        else if (p->used <= p->cap_multi)
+            p->first_fit = p->cap_multi;
+        p->used += take;
+        n -= take;
+        if (n == 0)
+            return;
+        p->segments = 2;
+        p->used = p->used - p->first_fit + 1;
+        n--;
+    }
+    room = p->used < p->cap_multi ? p->cap_multi - p->used : 0;
+    if (n <= room) {
+        p->used += n;
+        return;
+    }
+    n -= room;
+    p->segments += (n + p->cap_multi - 1) / p->cap_multi;
+    p->used = n % p->cap_multi ? n % p->cap_multi : p->cap_multi;
+}
+
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
@@ -303,12 +368,15 @@ static int count_gsm7(const uint8_t *s, size_t len, int smart, sms_info_t *out)
                 units += byte_class[s[k]];
                 seen |= byte_class[s[k]];
             }
+            /* The shortcut below cannot apply any more: go straight to the full count. */
+            if (seen & SLOW)
+                break;
             continue;
         }
         units += 8;
         seen |= 1;
     }
-    for (; i < len; i++) {
+    for (; i < len && !(seen & SLOW); i++) {
         units += byte_class[s[i]];
         seen |= byte_class[s[i]];
     }
@@ -485,9 +553,49 @@ static int count_ucs2(const uint8_t *s, size_t len, int smart, sms_info_t *out)
 
         /* Plain GSM-7 ASCII needs neither decoding nor a table search. */
         if (!(it.pend && *it.pend) && it.i < len && byte_class[s[it.i]] != SLOW) {
+            size_t run = 1;
             cp = s[it.i++];
             cls = cp >= 0x20 ? GCB_OTHER : cp == '\n' ? GCB_LF : cp == '\r' ? GCB_CR : GCB_CONTROL;
             r = 1;
+            if (cls == GCB_OTHER) {
+                size_t j = it.i;
+                for (; j + 8 <= len; j += 8) {
+                    uint64_t w;
+                    memcpy(&w, s + j, 8);
+                    if (!word_is_plain(w))
+                        break;
+                }
+                while (j < len && s[j] >= 0x20 && byte_class[s[j]] != SLOW)
+                    j++;
+                run += j - it.i;
+            }
+            if (run > 1) {
+                /*
+                 * A run of printable ASCII: after its first character the cluster
+                 * ends in Other, and Other then Other always breaks, so every later
+                 * character but the last closes a one-unit cluster.
+                 */
+                size_t more = run - 1;
+                if (clusters == 0) {
+                    clusters = 1;
+                    cl_units = 1;
+                } else if (cluster_breaks(&cl, cls)) {
+                    packer_put(&pk, cl_units);
+                    clusters++;
+                    cl_units = 1;
+                } else {
+                    cl_units += 1;
+                }
+                packer_put(&pk, cl_units);
+                packer_put_ones(&pk, more - 1);
+                cluster_begin(&cl, GCB_OTHER);
+                cl_units = 1;
+                clusters += more;
+                cps += run;
+                units += run;
+                it.i += more;
+                continue;
+            }
         } else {
             r = iter_next(&it, &cp);
             if (r <= 0)
@@ -533,6 +641,7 @@ int sms_analyze(const char *utf8, size_t len, unsigned flags, sms_info_t *out)
 
     if (len == 0)
         s = (const uint8_t *)"";
+    pthread_once(&tables_once, tables_build);
     r = count_gsm7(s, len, smart, out);
     if (r < 0)
         return SMS_EUTF8;
@@ -548,6 +657,7 @@ int sms_smart_encode(const char *utf8, size_t len, buf_t *out)
 
     if (len == 0)
         return 0;
+    pthread_once(&tables_once, tables_build);
     /* Unreplaced stretches are copied as runs, not character by character. */
     while (i < len) {
         size_t at = i;

@@ -5,10 +5,17 @@
  * readiness back with curl_multi_socket_action() and then collect finished transfers.
  *
  * Requests and their easy handles are pooled, since at tens of thousands of requests
- * per second creating them dominates. Each request moves through one state machine
- * (req_set_state). Failures that happen while starting a request are delivered from
- * a zero-delay timer so callers never see their callback run inside the call. The
- * client itself is freed only once every uv handle it owns has been closed.
+ * per second creating them dominates. A pooled easy handle keeps the options that
+ * never change (callbacks, timeouts, limits) from its first use and is never
+ * curl_easy_reset(): a request sets only what differs (URL, method, body size), and
+ * reuses its header list when the headers are the same as last time. Basic auth is
+ * sent as a precomputed Authorization header rather than CURLOPT_USERPWD, which
+ * would make curl split, base64-encode and format the credentials per transfer.
+ *
+ * Each request moves through one state machine (req_set_state). Failures that
+ * happen while starting a request are delivered from a zero-delay timer so callers
+ * never see their callback run inside the call. The client itself is freed only
+ * once every uv handle it owns has been closed.
  */
 #include "http/client.h"
 #include "common/buf.h"
@@ -17,8 +24,11 @@
 
 #include <curl/curl.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_CONNECTIONS 64
@@ -47,7 +57,8 @@ struct http_req {
     buf_t body;      /* response body */
     buf_t req_body;  /* request body, fed to curl by on_read() */
     size_t req_off;  /* bytes of req_body handed to curl so far */
-    struct curl_slist *headers;
+    struct curl_slist *headers; /* "Expect:", the caller's headers, then Authorization; may hold a secret */
+    int headers_auth;           /* headers ends with an Authorization header */
     http_client_cb cb;
     void *arg;
     int too_big;
@@ -63,6 +74,10 @@ struct sock_ctx {
     http_client_t *client;
     int events; /* what the uv_poll is started for (0: stopped) */
     int parked; /* curl no longer watches fd (idle kept-alive connection) */
+    int corked; /* TCP_CORK is on: what curl writes waits in the kernel */
+    int closed; /* fd was closed; the context only waits for its close callback */
+    int in_flush; /* queued on the client's flush list */
+    sock_ctx_t *next_flush;
 };
 struct http_client {
     uv_loop_t *loop;
@@ -77,11 +92,14 @@ struct http_client {
     size_t npool;
     sock_ctx_t **socks; /* indexed by fd */
     size_t nsocks;
+    sock_ctx_t *flush; /* corked sockets curl started a request on: uncork after the action */
     int dispatching;
     int handles_open;
     void (*closed_cb)(void *arg);
     void *closed_arg;
     http_client_stats_t stats;
+    char *auth_userpwd; /* last userpwd seen (secret), and its header: both wiped when replaced */
+    char *auth_header;  /* "Authorization: Basic <base64(userpwd)>" */
 };
 
 static const char *req_state_name(req_state_t s)
@@ -165,6 +183,7 @@ static void req_set_state(http_req_t *r, req_state_t to)
 }
 
 static void on_handle_closed(uv_handle_t *h);
+static int on_close_socket(void *clientp, curl_socket_t fd);
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -219,6 +238,54 @@ static int on_sockopt(void *userdata, curl_socket_t fd, curlsocktype purpose)
     return CURL_SOCKOPT_OK;
 }
 
+static void wipe_free(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* Sets the options every request of this client shares, once per easy handle. */
+static CURLcode req_init_easy(http_req_t *r)
+{
+    http_client_t *c = r->client;
+    CURL *e = r->easy;
+    CURLcode rc = CURLE_OK;
+
+#define SET(opt, val)                           \
+    do {                                        \
+        if (rc == CURLE_OK)                     \
+            rc = curl_easy_setopt(e, opt, val); \
+    } while (0)
+
+    SET(CURLOPT_PRIVATE, (void *)r);
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, (void *)r);
+    SET(CURLOPT_READFUNCTION, on_read);
+    SET(CURLOPT_READDATA, (void *)r);
+    SET(CURLOPT_SEEKFUNCTION, on_seek);
+    SET(CURLOPT_SEEKDATA, (void *)r);
+    SET(CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    SET(CURLOPT_SOCKOPTDATA, (void *)r);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)c);
+    /* No proxy: also spares curl reading the *_proxy variables on every request. */
+    SET(CURLOPT_PROXY, "");
+    SET(CURLOPT_ERRORBUFFER, r->errbuf);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SET(CURLOPT_PIPEWAIT, 0L);
+    SET(CURLOPT_TIMEOUT_MS, c->cfg.timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_response_body);
+#undef SET
+    return rc;
+}
+
 static http_req_t *req_get(http_client_t *c)
 {
     http_req_t *r = c->pool;
@@ -227,7 +294,6 @@ static http_req_t *req_get(http_client_t *c)
         c->pool = r->next;
         c->npool--;
         r->next = NULL;
-        curl_easy_reset(r->easy);
         buf_reset(&r->body);
         buf_reset(&r->req_body);
     } else {
@@ -235,7 +301,8 @@ static http_req_t *req_get(http_client_t *c)
         r->client = c;
         r->state = REQ_IDLE;
         r->easy = curl_easy_init();
-        if (r->easy == NULL) {
+        if (r->easy == NULL || req_init_easy(r) != CURLE_OK) {
+            curl_easy_cleanup(r->easy);
             free(r);
             return NULL;
         }
@@ -249,10 +316,18 @@ static http_req_t *req_get(http_client_t *c)
     return r;
 }
 
+/* Frees a header list, wiping the credentials it may hold first. */
+static void slist_wipe_free(struct curl_slist *l)
+{
+    for (struct curl_slist *h = l; h != NULL; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));
+    curl_slist_free_all(l);
+}
+
 static void req_free(http_req_t *r)
 {
     curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->headers);
+    slist_wipe_free(r->headers);
     buf_close(&r->body);
     buf_close(&r->req_body);
     free(r);
@@ -260,8 +335,6 @@ static void req_free(http_req_t *r)
 
 static void req_put(http_client_t *c, http_req_t *r)
 {
-    curl_slist_free_all(r->headers);
-    r->headers = NULL;
     r->cb = NULL;
     r->arg = NULL;
     if (c->state != CLIENT_RUNNING || c->npool >= MAX_POOLED_REQUESTS) {
@@ -333,6 +406,41 @@ static void check_done(http_client_t *c)
 
 static void sock_watch(sock_ctx_t *s, int events);
 
+static void sock_cork(sock_ctx_t *s, int on)
+{
+#ifdef TCP_CORK
+    int v = on;
+    /* Best effort: a socket that refuses just sends headers and body apart. */
+    if (setsockopt(s->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
+        s->corked = on;
+#else
+    (void)s;
+    (void)on;
+#endif
+}
+
+/*
+ * With a body fed through on_read(), curl 7.x writes a request in two send()s,
+ * headers then body, and on loopback each one costs a full TCP transmit, receive
+ * and wake-up of the server. An idle kept-alive socket is therefore corked; when
+ * curl starts the next request on it (it then watches the socket again, see
+ * on_curl_socket) the socket is queued here and uncorked once
+ * curl_multi_socket_action() returns, so headers and body leave as one segment.
+ * Uncorking only decides when bytes leave, never whether or what; and the kernel
+ * sends corked data after 200 ms anyway.
+ */
+static void flush_corked(http_client_t *c)
+{
+    while (c->flush != NULL) {
+        sock_ctx_t *s = c->flush;
+        c->flush = s->next_flush;
+        s->next_flush = NULL;
+        s->in_flush = 0;
+        if (!s->closed && s->corked && !s->parked)
+            sock_cork(s, 0);
+    }
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     sock_ctx_t *s = h->data;
@@ -353,6 +461,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     }
     c->dispatching++;
     curl_multi_socket_action(c->multi, s->fd, flags, &running);
+    flush_corked(c);
     c->dispatching--;
     check_done(c);
 }
@@ -364,6 +473,7 @@ static void on_timer(uv_timer_t *t)
 
     c->dispatching++;
     curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    flush_corked(c);
     c->dispatching--;
     check_done(c);
 }
@@ -387,6 +497,7 @@ static void sock_close(sock_ctx_t *s)
     http_client_t *c = s->client;
 
     c->socks[s->fd] = NULL;
+    s->closed = 1;
     uv_poll_stop(&s->poll);
     c->handles_open++;
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
@@ -456,6 +567,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
             curl_multi_assign(c->multi, fd, NULL);
             s->parked = 1;
             sock_watch(s, s->events == 0 ? 0 : UV_READABLE);
+            if (!s->corked)
+                sock_cork(s, 1);
             /* An idle connection must not keep the loop alive. */
             uv_unref((uv_handle_t *)&s->poll);
         }
@@ -470,6 +583,11 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     if (s->parked) {
         s->parked = 0;
         uv_ref((uv_handle_t *)&s->poll);
+        if (s->corked && !s->in_flush) {
+            s->in_flush = 1;
+            s->next_flush = c->flush;
+            c->flush = s;
+        }
     }
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
@@ -522,6 +640,8 @@ static void on_handle_closed(uv_handle_t *h)
         req_free(r);
     }
     free(c->socks);
+    wipe_free(c->auth_userpwd);
+    wipe_free(c->auth_header);
     free(c);
     curl_global_cleanup();
     if (cb)
@@ -543,6 +663,7 @@ static void fail_all(http_client_t *c, http_req_t **list, int remove)
 static void teardown(http_client_t *c)
 {
     c->state = CLIENT_CLOSED;
+    flush_corked(c);
     c->dispatching++; /* callbacks below must not re-enter teardown */
     fail_all(c, &c->active, 1);
     fail_all(c, &c->failing, 0);
@@ -629,75 +750,138 @@ static int valid_token(const char *m)
     return 1;
 }
 
-/* Sets every option of a request; returns the first setopt failure, or CURLE_OK. */
+static const char b64_digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Returns "Authorization: Basic <base64(userpwd)>", to be freed with wipe_free(). */
+static char *basic_auth_header(const char *userpwd)
+{
+    static const char prefix[] = "Authorization: Basic ";
+    size_t n = strlen(userpwd), o = sizeof(prefix) - 1;
+    const unsigned char *u = (const unsigned char *)userpwd;
+    char *h = xmalloc(sizeof(prefix) + (n + 2) / 3 * 4);
+
+    memcpy(h, prefix, o);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)u[i] << 16 | (i + 1 < n ? (unsigned)u[i + 1] << 8 : 0) | (i + 2 < n ? u[i + 2] : 0);
+        h[o++] = b64_digits[v >> 18 & 63];
+        h[o++] = b64_digits[v >> 12 & 63];
+        h[o++] = i + 1 < n ? b64_digits[v >> 6 & 63] : '=';
+        h[o++] = i + 2 < n ? b64_digits[v & 63] : '=';
+    }
+    h[o] = '\0';
+    return h;
+}
+
+/* The client's auth header for userpwd, recomputed only when the credentials change. */
+static const char *auth_header_for(http_client_t *c, const char *userpwd)
+{
+    if (userpwd == NULL)
+        return NULL;
+    if (c->auth_userpwd == NULL || strcmp(c->auth_userpwd, userpwd) != 0) {
+        wipe_free(c->auth_userpwd);
+        wipe_free(c->auth_header);
+        c->auth_userpwd = xstrdup(userpwd);
+        c->auth_header = basic_auth_header(userpwd);
+    }
+    return c->auth_header;
+}
+
+/* Whether r->headers already is "Expect:", headers..., then auth (if any). */
+static int headers_match(const http_req_t *r, const char *const *headers, const char *auth)
+{
+    const struct curl_slist *h = r->headers;
+
+    if (h == NULL || r->headers_auth != (auth != NULL))
+        return 0;
+    h = h->next; /* "Expect:" */
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++, h = h->next)
+        if (h == NULL || strcmp(h->data, headers[i]) != 0)
+            return 0;
+    /* Compared by content: a changed secret may be stored at the old address. */
+    if (auth != NULL) {
+        if (h == NULL || strcmp(h->data, auth) != 0)
+            return 0;
+        h = h->next;
+    }
+    return h == NULL;
+}
+
+/* Rebuilds r->headers; returns 0, or -1 when out of memory. */
+static int headers_build(http_req_t *r, const char *const *headers, const char *auth)
+{
+    struct curl_slist *l;
+
+    slist_wipe_free(r->headers);
+    r->headers = NULL;
+    r->headers_auth = 0;
+    /* An empty "Expect:" stops curl from waiting for 100-continue on larger bodies. */
+    l = curl_slist_append(NULL, "Expect:");
+    for (size_t i = 0; l != NULL && headers != NULL && headers[i] != NULL; i++) {
+        struct curl_slist *n = curl_slist_append(l, headers[i]);
+        if (n == NULL)
+            slist_wipe_free(l);
+        l = n;
+    }
+    if (l != NULL && auth != NULL) {
+        struct curl_slist *n = curl_slist_append(l, auth);
+        if (n == NULL)
+            slist_wipe_free(l);
+        l = n;
+    }
+    if (l == NULL)
+        return -1;
+    r->headers = l;
+    r->headers_auth = auth != NULL;
+    return 0;
+}
+
+/*
+ * Sets what differs between requests on a handle that keeps req_init_easy()'s
+ * options. Every option a previous request may have changed is set again here, so
+ * no state leaks from one request to the next. Returns the first failure, or CURLE_OK.
+ */
 static CURLcode req_setup(http_req_t *r, const char *method, const char *url, const char *const *headers,
                           const char *body, size_t body_len, const char *userpwd)
 {
-    http_client_t *c = r->client;
     CURL *e = r->easy;
     CURLcode rc = CURLE_OK;
+    const char *auth = auth_header_for(r->client, userpwd);
+    int is_post = strcmp(method, "POST") == 0;
 
-#define SET(opt, val)                                     \
-    do {                                                  \
-        if (rc == CURLE_OK)                               \
-            rc = curl_easy_setopt(e, opt, val);           \
+#define SET(opt, val)                           \
+    do {                                        \
+        if (rc == CURLE_OK)                     \
+            rc = curl_easy_setopt(e, opt, val); \
     } while (0)
 
     SET(CURLOPT_URL, url);
-    SET(CURLOPT_PRIVATE, (void *)r);
-    SET(CURLOPT_WRITEFUNCTION, on_write);
-    SET(CURLOPT_WRITEDATA, (void *)r);
-    SET(CURLOPT_SOCKOPTFUNCTION, on_sockopt);
-    SET(CURLOPT_SOCKOPTDATA, (void *)r);
-    SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-    SET(CURLOPT_CLOSESOCKETDATA, (void *)c);
-    /* No proxy: also spares curl reading the *_proxy variables on every request. */
-    SET(CURLOPT_PROXY, "");
-    SET(CURLOPT_ERRORBUFFER, r->errbuf);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    SET(CURLOPT_PIPEWAIT, 0L);
-    SET(CURLOPT_TIMEOUT_MS, c->cfg.timeout_ms);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);
-    SET(CURLOPT_TCP_NODELAY, 1L);
-    SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_response_body);
-    if (userpwd != NULL) {
-        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        SET(CURLOPT_USERPWD, userpwd);
-    }
     if (strcmp(method, "GET") == 0) {
+        SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
         SET(CURLOPT_HTTPGET, 1L);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     } else if (strcmp(method, "HEAD") == 0) {
+        SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
         SET(CURLOPT_NOBODY, 1L);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     } else {
-        if (strcmp(method, "POST") != 0)
-            SET(CURLOPT_CUSTOMREQUEST, method);
-        if (body != NULL || strcmp(method, "POST") == 0) {
+        SET(CURLOPT_CUSTOMREQUEST, is_post ? NULL : method);
+        if (body != NULL || is_post) {
             if (buf_append(&r->req_body, body_len ? body : "", body_len) != 0)
                 rc = CURLE_FILESIZE_EXCEEDED;
             SET(CURLOPT_POST, 1L);
             SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-            SET(CURLOPT_READFUNCTION, on_read);
-            SET(CURLOPT_READDATA, (void *)r);
-            SET(CURLOPT_SEEKFUNCTION, on_seek);
-            SET(CURLOPT_SEEKDATA, (void *)r);
+        } else {
+            SET(CURLOPT_HTTPGET, 1L);
+            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
         }
     }
-    /* An empty "Expect:" stops curl from waiting for 100-continue on larger bodies. */
-    r->headers = curl_slist_append(NULL, "Expect:");
-    for (size_t i = 0; headers != NULL && headers[i] != NULL && r->headers != NULL; i++) {
-        struct curl_slist *h = curl_slist_append(r->headers, headers[i]);
-        if (h == NULL) {
-            curl_slist_free_all(r->headers);
-            r->headers = NULL;
-        }
-        r->headers = h;
+    if (!headers_match(r, headers, auth)) {
+        /* Set even after a failure, so the handle never points at the freed list. */
+        int built = headers_build(r, headers, auth);
+        CURLcode hc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+        if (rc == CURLE_OK)
+            rc = built != 0 ? CURLE_OUT_OF_MEMORY : hc;
     }
-    if (r->headers == NULL)
-        rc = rc == CURLE_OK ? CURLE_OUT_OF_MEMORY : rc;
-    SET(CURLOPT_HTTPHEADER, r->headers);
 #undef SET
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "common/xalloc.h"
 #include "http/client.h"
 #include "provider/form.h"
+#include "provider/provider_int.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -222,6 +223,78 @@ static json_t *fill_result(twilio_result_t *res, const http_response_t *resp)
     return NULL;
 }
 
+/* Copies a string field as copy_str() does, from the fast reader's result. */
+static void copy_field(char *dst, size_t size, const msgjson_field_t *f)
+{
+    size_t n = 0;
+
+    if (f->type == MSGJSON_STRING) {
+        n = f->len < sizeof(f->str) ? f->len : sizeof(f->str) - 1;
+        if (n >= size)
+            n = size - 1;
+        memcpy(dst, f->str, n);
+    }
+    dst[n] = '\0';
+}
+
+/* get_int() on the fast reader's result; returns 0 with *ok = 0 when it cannot tell. */
+static int field_int(const msgjson_field_t *f, int *ok)
+{
+    if (f->type == MSGJSON_INTEGER)
+        return (f->integer > 0x7fffffff || f->integer < -0x7fffffff) ? 0 : (int)f->integer;
+    if (f->type == MSGJSON_STRING) {
+        char *end;
+        long l;
+        if (f->len >= sizeof(f->str)) {
+            *ok = 0;
+            return 0;
+        }
+        l = strtol(f->str, &end, 10);
+        return (*end == '\0' && l <= 0x7fffffff && l >= -0x7fffffff) ? (int)l : 0;
+    }
+    return 0;
+}
+
+/*
+ * fill_result() plus parse_message() for a create or fetch, through the fast JSON
+ * reader (provider_int.h). Returns 0 when the body needs the full parser; res is
+ * then to be filled by the jansson path instead.
+ */
+static int fill_message_result_fast(twilio_result_t *res, const http_response_t *resp, msgjson_t *mj)
+{
+    int ok = 1;
+
+    if (resp->curl_code != 0 || !msgjson_scan(resp->body, resp->body_len, mj))
+        return 0;
+    memset(res, 0, sizeof(*res));
+    res->http_status = resp->status;
+    if (resp->status >= 200 && resp->status <= 299) {
+        twilio_message_t *m = &res->msg;
+        res->verdict = twilio_classify(resp->status, 0, 0);
+        copy_field(m->sid, sizeof(m->sid), &mj->f[MJ_SID]);
+        copy_field(m->account_sid, sizeof(m->account_sid), &mj->f[MJ_ACCOUNT_SID]);
+        copy_field(m->messaging_service_sid, sizeof(m->messaging_service_sid), &mj->f[MJ_MESSAGING_SERVICE_SID]);
+        copy_field(m->to, sizeof(m->to), &mj->f[MJ_TO]);
+        copy_field(m->from, sizeof(m->from), &mj->f[MJ_FROM]);
+        copy_field(m->status, sizeof(m->status), &mj->f[MJ_STATUS]);
+        copy_field(m->error_message, sizeof(m->error_message), &mj->f[MJ_ERROR_MESSAGE]);
+        copy_field(m->date_created, sizeof(m->date_created), &mj->f[MJ_DATE_CREATED]);
+        copy_field(m->date_sent, sizeof(m->date_sent), &mj->f[MJ_DATE_SENT]);
+        copy_field(m->direction, sizeof(m->direction), &mj->f[MJ_DIRECTION]);
+        m->num_segments = field_int(&mj->f[MJ_NUM_SEGMENTS], &ok);
+        m->error_code = field_int(&mj->f[MJ_ERROR_CODE], &ok);
+        if (m->sid[0] == '\0')
+            set_malformed(res, "response has no message sid");
+        return ok;
+    }
+    res->code = field_int(&mj->f[MJ_CODE], &ok);
+    copy_field(res->message, sizeof(res->message), &mj->f[MJ_MESSAGE]);
+    if (res->message[0] == '\0')
+        snprintf(res->message, sizeof(res->message), "HTTP %ld", resp->status);
+    res->verdict = twilio_classify(resp->status, res->code, 0);
+    return ok;
+}
+
 /* ---- dispatch ---- */
 
 static void on_http_done(const http_response_t *resp, void *arg);
@@ -371,12 +444,15 @@ static void on_http_done(const http_response_t *resp, void *arg)
             return;
     } else {
         twilio_result_t res;
-        json_t *root = fill_result(&res, resp);
-        if (root != NULL) {
-            parse_message(root, &res.msg);
-            json_decref(root);
-            if (res.msg.sid[0] == '\0')
-                set_malformed(&res, "response has no message sid");
+        msgjson_t mj;
+        if (!fill_message_result_fast(&res, resp, &mj)) {
+            json_t *root = fill_result(&res, resp);
+            if (root != NULL) {
+                parse_message(root, &res.msg);
+                json_decref(root);
+                if (res.msg.sid[0] == '\0')
+                    set_malformed(&res, "response has no message sid");
+            }
         }
         log_result(op, &res);
         op->cb(&res, op->arg);

@@ -714,6 +714,83 @@ static void test_http_client_limits(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/*
+ * Easy handles are pooled and never reset, so run requests one after another on
+ * a one-connection client (the same handle each time) and check that nothing of
+ * one request leaks into the next: method, body, headers, credentials.
+ */
+static void test_http_client_no_state_leak(void **state)
+{
+    uv_loop_t loop;
+    raw_srv_t srv;
+    http_client_t *hc = NULL;
+    http_client_config_t cfg = {.max_connections = 1, .timeout_ms = 2000};
+    const char *const hdr_a[] = {"X-One: 1", "Content-Type: text/plain", NULL};
+    const char *const hdr_b[] = {"X-Two: 2", NULL};
+    hcap_t h;
+    char url[64], got[256];
+    (void)state;
+
+    uv_loop_init(&loop);
+    raw_srv_start(&loop, &srv, SRV_RAW);
+    srv.raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", srv.port);
+    assert_int_equal(http_client_new(&loop, &cfg, &hc), 0);
+
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(http_client_request(hc, "POST", url, hdr_a, "a=1", 3, "user1:pw1", on_http, &h), 0);
+    run_until(&loop, &h.done, 1);
+    assert_int_equal(h.status, 200);
+    assert_non_null(strstr(srv.last_req, "POST /x HTTP/1.1\r\n"));
+    assert_non_null(strstr(srv.last_req, "\r\nX-One: 1\r\n"));
+    assert_string_equal(strstr(srv.last_req, "\r\n\r\n") + 4, "a=1");
+    expect_basic(srv.last_req, "user1:pw1");
+
+    /* GET with other headers and other credentials: no body, no old header, new auth. */
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(http_client_request(hc, "GET", url, hdr_b, NULL, 0, "user2:pw2", on_http, &h), 0);
+    run_until(&loop, &h.done, 1);
+    assert_int_equal(h.status, 200);
+    assert_non_null(strstr(srv.last_req, "GET /x HTTP/1.1\r\n"));
+    assert_null(strstr(srv.last_req, "X-One"));
+    assert_null(header_value(srv.last_req, "Content-Length", got, sizeof(got)));
+    assert_non_null(strstr(srv.last_req, "\r\nX-Two: 2\r\n"));
+    assert_string_equal(strstr(srv.last_req, "\r\n\r\n") + 4, "");
+    expect_basic(srv.last_req, "user2:pw2");
+
+    /* No credentials at all: no Authorization header. A custom method with a body. */
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(http_client_request(hc, "PATCH", url, NULL, "zz", 2, NULL, on_http, &h), 0);
+    run_until(&loop, &h.done, 1);
+    assert_non_null(strstr(srv.last_req, "PATCH /x HTTP/1.1\r\n"));
+    assert_null(header_value(srv.last_req, "Authorization", got, sizeof(got)));
+    assert_null(strstr(srv.last_req, "X-Two"));
+    assert_string_equal(strstr(srv.last_req, "\r\n\r\n") + 4, "zz");
+
+    /* HEAD, then POST again with the first credentials: the handle is a POST again. */
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(http_client_request(hc, "HEAD", url, NULL, NULL, 0, NULL, on_http, &h), 0);
+    run_until(&loop, &h.done, 1);
+    assert_non_null(strstr(srv.last_req, "HEAD /x HTTP/1.1\r\n"));
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(http_client_request(hc, "POST", url, hdr_a, "b=2", 3, "user1:pw1", on_http, &h), 0);
+    run_until(&loop, &h.done, 1);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.body_len, 2);
+    assert_non_null(strstr(srv.last_req, "POST /x HTTP/1.1\r\n"));
+    assert_string_equal(strstr(srv.last_req, "\r\n\r\n") + 4, "b=2");
+    expect_basic(srv.last_req, "user1:pw1");
+    assert_int_equal(srv.accepted, 1); /* all of it on one kept-alive connection */
+
+    memset(&h, 0, sizeof(h));
+    h.close_me = hc;
+    assert_int_equal(http_client_request(hc, "GET", url, NULL, NULL, 0, NULL, on_http, &h), 0);
+    run_until(&loop, &h.closed, 1);
+    raw_srv_close(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ------------------------------------------------------------------ simulator */
 
 typedef struct sim {
@@ -985,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_raw_list_paging),
         cmocka_unit_test(test_raw_queue_and_close),
         cmocka_unit_test(test_http_client_limits),
+        cmocka_unit_test(test_http_client_no_state_leak),
         cmocka_unit_test(test_sim_create_fetch_list),
         cmocka_unit_test(test_sim_magic_numbers),
         cmocka_unit_test(test_sim_faults),

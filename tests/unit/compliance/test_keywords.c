@@ -158,6 +158,103 @@ static void test_class_names(void **state)
     assert_string_equal(keywords_class_name((kw_class_t)42), "none");
 }
 
+/* ---- differential check against the implementation before the fast reject ---- */
+
+#include "keywords_ref.inc"
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static unsigned rnd(unsigned n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+/* Words of every rule table plus ordinary ones, so random texts hit the phrases often. */
+static const char *const vocabulary[] = {
+    "stop", "STOP", "Stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout", "start", "yes",
+    "help", "info", "unstop", "please", "pls", "now", "thanks", "you", "u", "it", "all", "just", "asap", "sir",
+    "i", "said", "to", "this", "that", "so", "seriously", "them", "these", "texts", "messages", "text", "texting",
+    "txt", "message", "messaging", "msg", "sms", "sending", "contacting", "calling", "spam", "emailing", "alerts",
+    "promos", "ads", "marketing", "contact", "call", "email", "bother", "send", "the", "your", "ur", "with", "me",
+    "us", "my", "our", "number", "of", "a", "any", "more", "stupid", "damn", "annoying", "dont", "don't", "don’t",
+    "never", "won't", "didnt", "not", "isnt", "remove", "delete", "drop", "erase", "phone", "cell", "mobile",
+    "info", "information", "name", "from", "list", "lists", "database", "take", "get", "put", "off", "mailing",
+    "distribution", "opt", "out", "optedout", "unsub", "unsubscribed", "leave", "alone", "no", "nvr", "ever",
+    "again", "anymore", "do", "revoking", "withdraw", "rescind", "consent", "permission", "subscription",
+    "authorization", "terminate", "subscriptions", "notifications", "why", "can't", "smiling", "when", "does",
+    "sale", "deal", "order", "ship", "tomorrow", "love", "great", "ok", "yall", "ya", "café", "стоп", "👍",
+    "wasnt", "cease", "shouldnt", "k", "thx", "immediately", "told", "yes!", "x123", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+};
+static const char *const separators[] = {
+    " ", " ", " ", "  ", ", ", ". ", "! ", "? ", "; ", " - ", "\n", "\t", " \"", "\" ", "\xe2\x80\x9c",
+    "\xc2\xa0", "\xe2\x80\x8b", "...", ":)", "'", "’", "\xff", "\xc3", "\0", "/",
+};
+
+static size_t gen_text(char *buf, size_t cap)
+{
+    size_t n = 0;
+    unsigned words = rnd(8) == 0 ? 40 + rnd(60) : 1 + rnd(14);
+
+    if (rnd(8) == 0)
+        buf[n++] = ' ';
+    for (unsigned i = 0; i < words; i++) {
+        const char *w = vocabulary[rnd(sizeof(vocabulary) / sizeof(vocabulary[0]))];
+        size_t l = strlen(w);
+        if (n + l + 8 >= cap)
+            break;
+        for (size_t k = 0; k < l; k++) {
+            char c = w[k];
+            if (rnd(10) == 0 && c >= 'a' && c <= 'z')
+                c = (char)(c - 32);
+            buf[n++] = c;
+        }
+        if (i + 1 < words || rnd(3) == 0) {
+            const char *sep = separators[rnd(sizeof(separators) / sizeof(separators[0]))];
+            size_t sl = sep[0] == '\0' ? 1 : strlen(sep);
+            memcpy(buf + n, sep, sl);
+            n += sl;
+        }
+    }
+    if (rnd(50) == 0) {
+        /* Long bodies: past KEYWORDS_MAX_SCAN and MAX_WORDS. */
+        while (n + 6 < cap && n < KEYWORDS_MAX_SCAN + 100) {
+            memcpy(buf + n, "blah ", 5);
+            n += 5;
+        }
+    }
+    return n;
+}
+
+static void test_differential_vs_reference(void **state)
+{
+    static char buf[KEYWORDS_MAX_SCAN * 2];
+    int revocations = 0, keywords = 0;
+    (void)state;
+
+    for (int i = 0; i < 300000; i++) {
+        size_t n = gen_text(buf, sizeof(buf));
+        kw_result_t a, b;
+        keywords_classify(buf, n, &a);
+        ref_keywords_classify(buf, n, &b);
+        if (a.cls != b.cls || a.revocation != b.revocation || strcmp(a.keyword, b.keyword) != 0 ||
+            strcmp(a.rule, b.rule) != 0) {
+            fprintf(stderr, "differs on [%.*s]: %s/%d/%s/%s, reference %s/%d/%s/%s\n", (int)n, buf,
+                    keywords_class_name(a.cls), a.revocation, a.keyword, a.rule, keywords_class_name(b.cls),
+                    b.revocation, b.keyword, b.rule);
+            fail();
+        }
+        revocations += a.revocation;
+        keywords += a.cls != KW_NONE;
+    }
+    printf("differential: 300000 random texts, %d revocations, %d carrier keywords, all identical\n",
+           revocations, keywords);
+    /* The corpus must exercise both answers. */
+    assert_true(revocations > 10000 && revocations < 290000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_embedded_nul_and_null),
         cmocka_unit_test(test_long_bodies),
         cmocka_unit_test(test_class_names),
+        cmocka_unit_test(test_differential_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,6 +264,95 @@ static void test_code_points(void **state)
     assert_int_equal(info.characters, 4);
 }
 
+/* ---- differential check against the implementation before the UCS-2 fast paths ---- */
+
+#include "segments_ref.inc"
+
+static uint64_t rng_state = 0x853C49E6748FEA9Bull;
+
+static unsigned rnd(unsigned n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+static const char *const pieces[] = {
+    "a", "Hello", " ", "  ", "sale", "20% off!", "\r\n", "\n", "\r", "\t", "\x01", "`", "[", "{}", "~", "\x7f",
+    "\xe2\x82\xac",                                 /* euro: GSM-7 extension */
+    "\xc3\xa9", "\xc3\x84",                         /* GSM-7 accented */
+    "\xc3\xa2",                                      /* a-circumflex: UCS-2 */
+    "\xd0\xbf\xd1\x80\xd0\xb8",                     /* Cyrillic */
+    "\xf0\x9f\x98\x80",                             /* emoji */
+    "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",             /* emoji + skin tone */
+    "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9", /* ZWJ sequence */
+    "\xe2\x80\x8d",                                 /* lone ZWJ */
+    "\xf0\x9f\x87\xba",                             /* regional indicator */
+    "\xcc\x81",                                      /* combining acute */
+    "\xe0\xa4\x95\xe0\xa4\xbf",                     /* Devanagari + spacing mark */
+    "\xe0\xa5\x8d",                                 /* virama (extend) */
+    "\xea\xb0\x80", "\xe1\x84\x80", "\xe1\x85\xa1", /* Hangul LV, L, V */
+    "\xd8\x80",                                      /* Arabic prepend */
+    "\xe2\x80\x9c", "\xe2\x80\x94", "\xe2\x80\xa6", /* smart-encoded punctuation */
+    "\xc2\xa0",                                      /* NBSP */
+    "\xe2\x9d\xa4\xef\xb8\x8f",                     /* heart + VS16 */
+};
+
+static void test_differential_vs_reference(void **state)
+{
+    static char buf[4096];
+    int ucs2 = 0;
+    (void)state;
+
+    for (int i = 0; i < 200000; i++) {
+        size_t n = 0;
+        unsigned parts = 1 + rnd(rnd(4) == 0 ? 200 : 40);
+        for (unsigned k = 0; k < parts; k++) {
+            const char *p;
+            size_t l;
+            if (rnd(6) == 0) {
+                /* A long ASCII run, of a length near the segment sizes. */
+                static const char letters[] = "The quick brown fox jumps over the lazy dog 0123456789.,!?";
+                l = rnd(4) == 0 ? 60 + rnd(120) : 1 + rnd(20);
+                if (n + l >= sizeof(buf))
+                    break;
+                for (size_t j = 0; j < l; j++)
+                    buf[n++] = letters[rnd(sizeof(letters) - 1)];
+                continue;
+            }
+            p = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
+            l = strlen(p);
+            if (n + l >= sizeof(buf))
+                break;
+            memcpy(buf + n, p, l);
+            n += l;
+        }
+        if (rnd(200) == 0 && n > 0)
+            buf[rnd((unsigned)n)] = (char)(0x80 + rnd(128)); /* invalid UTF-8 now and then */
+        for (unsigned flags = 0; flags <= SMS_SMART_ENCODING; flags += SMS_SMART_ENCODING) {
+            sms_info_t a, b;
+            int ra, rb;
+            memset(&a, 0, sizeof(a));
+            memset(&b, 0, sizeof(b));
+            ra = sms_analyze(buf, n, flags, &a);
+            rb = ref_sms_analyze(buf, n, flags, &b);
+            assert_int_equal(ra, rb);
+            if (ra != 0)
+                continue;
+            if (a.encoding != b.encoding || a.segments != b.segments || a.characters != b.characters ||
+                a.units != b.units || a.code_points != b.code_points || a.over_limit != b.over_limit) {
+                fprintf(stderr, "differs (flags %u) on [%.*s]: %u seg %zu chars %zu units, reference %u seg %zu chars %zu units\n",
+                        flags, (int)n, buf, a.segments, a.characters, a.units, b.segments, b.characters, b.units);
+                fail();
+            }
+            ucs2 += a.encoding == SMS_ENC_UCS2;
+        }
+    }
+    printf("differential: 200000 random texts x 2 modes identical to the reference (%d UCS-2)\n", ucs2);
+    assert_true(ucs2 > 100000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_null_empty),
         cmocka_unit_test(test_long_cluster),
         cmocka_unit_test(test_code_points),
+        cmocka_unit_test(test_differential_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

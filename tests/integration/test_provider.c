@@ -567,7 +567,7 @@ typedef struct pages {
     int calls;
     int last_seen;
     size_t total;
-    char sids[8][8];
+    char sids[8][40]; /* room for a whole sid: the test only writes short ones */
     twilio_outcome_t outcome;
 } pages_t;
 

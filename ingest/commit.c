@@ -25,6 +25,25 @@
 #define READ_CHUNK (64u * 1024)
 #define SQL_MAX 4096
 
+/*
+ * How an upload row merges into an existing contact: its region and zone win when
+ * given, its tags are added (kept sorted and distinct), its attributes override. w is
+ * the winning row (ingest_win); the _EXCLUDED forms are the same for ON CONFLICT.
+ */
+#define CONTACT_MERGE_OF(REGION, TZ, TAGS, ATTRS)                                                \
+    "region = COALESCE(" REGION ", contacts.region), timezone = COALESCE(" TZ ", contacts.timezone), " \
+    "tags = ARRAY(SELECT DISTINCT t FROM unnest(contacts.tags || " TAGS ") t ORDER BY t), "       \
+    "attributes = contacts.attributes || " ATTRS ", updated_at = now()"
+#define CONTACT_CHANGES_OF(REGION, TZ, TAGS, ATTRS)                                              \
+    "NOT (contacts.tags @> " TAGS " AND contacts.attributes @> " ATTRS " AND (" REGION " IS NULL " \
+    "OR contacts.region = " REGION ") AND (" TZ " IS NULL OR contacts.timezone = " TZ "))"
+#define CONTACT_MERGE CONTACT_MERGE_OF("w.region", "w.tz", "w.tags", "w.attrs")
+#define CONTACT_CHANGES CONTACT_CHANGES_OF("w.region", "w.tz", "w.tags", "w.attrs")
+#define CONTACT_MERGE_EXCLUDED                                                                   \
+    CONTACT_MERGE_OF("EXCLUDED.region", "EXCLUDED.timezone", "EXCLUDED.tags", "EXCLUDED.attributes")
+#define CONTACT_CHANGES_EXCLUDED                                                                 \
+    CONTACT_CHANGES_OF("EXCLUDED.region", "EXCLUDED.timezone", "EXCLUDED.tags", "EXCLUDED.attributes")
+
 typedef enum cstate {
     CS_CLAIM,    /* BEGIN, lock the campaign, claim the upload row */
     CS_REPEAT,   /* the file was uploaded before: look up which upload, roll back */
@@ -141,7 +160,8 @@ static void q(commit_t *cm, const char *sql, int n, const char *const *params)
     }
     cm->outstanding++;
     label(cm, strncmp(sql, "INSERT INTO campaign_rejects", 28) == 0 ? "rejects"
-              : strncmp(sql, "INSERT INTO contacts", 20) == 0   ? "contacts upsert"
+              : strncmp(sql, "UPDATE contacts", 15) == 0        ? "contacts update"
+              : strncmp(sql, "DO $ingest$", 11) == 0            ? "contacts insert"
               : strncmp(sql, "INSERT INTO outbox", 18) == 0     ? "outbox insert"
               : strncmp(sql, "CREATE TEMP TABLE ingest_win", 28) == 0 ? "classify winners"
               : strncmp(sql, "CREATE TEMP TABLE ingest_first", 30) == 0 ? "first rows"
@@ -195,6 +215,16 @@ static void queue_load(commit_t *cm)
         return;
     }
     q(cm, "SET LOCAL work_mem = '64MB'", 0, NULL);
+    /*
+     * The staging tables are passed over several times; with the default 8 MB of local
+     * buffers each pass goes through the kernel. temp_buffers can only be raised before
+     * the session first touches a temporary table, hence the guard (a connection that
+     * did earlier uploads keeps what it has).
+     */
+    q(cm,
+      "DO $ingest$ BEGIN PERFORM set_config('temp_buffers', '256MB', true); "
+      "EXCEPTION WHEN invalid_parameter_value THEN NULL; END $ingest$",
+      0, NULL);
     q(cm,
       "CREATE TEMP TABLE ingest_stage (rn bigint, to_e164 text, raw text, region text, tz text, body text, "
       "segs int, enc text, f_suffix text, f_segs int, f_enc text, tags text[], attrs jsonb, reason text, "
@@ -206,6 +236,8 @@ static void queue_load(commit_t *cm)
         cm->outstanding++;
         label(cm, "COPY staging");
     }
+    /* Statistics, so that the planner hashes the staging rows instead of sorting them on disk. */
+    q(cm, "ANALYZE ingest_stage", 0, NULL);
     q(cm,
       "CREATE TEMP TABLE ingest_first ON COMMIT DROP AS "
       "SELECT to_e164, min(rn) AS rn FROM ingest_stage WHERE reason IS NULL GROUP BY to_e164",
@@ -237,6 +269,7 @@ static void queue_load(commit_t *cm)
            "LEFT JOIN suppression sp ON sp.org_id = %lld AND sp.e164 = s.to_e164",
            org, cid, org),
       0, NULL);
+    q(cm, "ANALYZE ingest_win", 0, NULL);
     q(cm,
       sqlf(s,
            "INSERT INTO campaign_rejects (upload_id, campaign_id, row_number, raw_value, reason, detail) "
@@ -252,19 +285,33 @@ static void queue_load(commit_t *cm)
            "FROM ingest_win WHERE NOT prev AND sup IS NOT NULL",
            up, cid, 0),
       0, NULL);
+    /*
+     * Contacts: those that exist are updated only when the row brings something they
+     * lack, and the new ones are inserted with a plain INSERT, which costs about a
+     * quarter less per row than INSERT ... ON CONFLICT (speculative insertion). A
+     * contact created by someone else between the two (an inbound message from the
+     * number) makes the plain INSERT fail: the block then falls back to the upsert,
+     * which gives the same result.
+     */
     q(cm,
       sqlf(s,
-           "INSERT INTO contacts (org_id, e164, region, timezone, tags, attributes) "
-           "SELECT %lld, to_e164, region, tz, tags, attrs FROM ingest_win WHERE NOT prev AND sup IS NULL "
-           "ON CONFLICT (org_id, e164) DO UPDATE SET "
-           "region = COALESCE(EXCLUDED.region, contacts.region), "
-           "timezone = COALESCE(EXCLUDED.timezone, contacts.timezone), "
-           "tags = ARRAY(SELECT DISTINCT t FROM unnest(contacts.tags || EXCLUDED.tags) t ORDER BY t), "
-           "attributes = contacts.attributes || EXCLUDED.attributes, updated_at = now() "
-           "WHERE NOT (contacts.tags @> EXCLUDED.tags AND contacts.attributes @> EXCLUDED.attributes "
-           "AND (EXCLUDED.region IS NULL OR contacts.region = EXCLUDED.region) "
-           "AND (EXCLUDED.timezone IS NULL OR contacts.timezone = EXCLUDED.timezone))",
+           "UPDATE contacts SET " CONTACT_MERGE " FROM ingest_win w "
+           "WHERE contacts.org_id = %lld AND contacts.e164 = w.to_e164 AND NOT w.prev AND w.sup IS NULL "
+           "AND " CONTACT_CHANGES,
            org, 0, 0),
+      0, NULL);
+    q(cm,
+      sqlf(s,
+           "DO $ingest$ BEGIN "
+           "INSERT INTO contacts (org_id, e164, region, timezone, tags, attributes) "
+           "SELECT %lld, w.to_e164, w.region, w.tz, w.tags, w.attrs FROM ingest_win w WHERE NOT w.prev AND w.sup IS NULL "
+           "AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.org_id = %lld AND c.e164 = w.to_e164); "
+           "EXCEPTION WHEN unique_violation THEN "
+           "INSERT INTO contacts AS contacts (org_id, e164, region, timezone, tags, attributes) "
+           "SELECT %lld, to_e164, region, tz, tags, attrs FROM ingest_win WHERE NOT prev AND sup IS NULL "
+           "ON CONFLICT (org_id, e164) DO UPDATE SET " CONTACT_MERGE_EXCLUDED " WHERE " CONTACT_CHANGES_EXCLUDED "; "
+           "END $ingest$",
+           org, org, org),
       0, NULL);
     q(cm,
       sqlf(s,

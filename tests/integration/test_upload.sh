@@ -212,5 +212,29 @@ for sig in KILL INT; do
   fi
 done
 
+# ---- existing contacts: merged, not duplicated; deletes of parents reach the outbox ----
+mid=$("$HERALD" campaign create --name merge --body "Hi {{first_name}}" --from +14155550100)
+printf 'phone,first_name,tags\n+14155550106,Quoted Name,"z,x"\n+14155550999,New,\n' >"$dir/merge.csv"
+expect "upload to a second campaign" 0 "accepted: 2" "$HERALD" campaign upload "$mid" "$dir/merge.csv"
+got=$(sql "SELECT count(*) || ' ' || tags::text || ' ' || (attributes->>'first_name') FROM contacts
+  WHERE e164 = '+14155550106' GROUP BY tags, attributes")
+[ "$got" = "1 {x,y,z} Quoted Name" ] && ok "existing contact: tags added, attributes updated" \
+  || bad "existing contact: tags added, attributes updated" "$got"
+got=$(sql "SELECT count(*) FROM outbox o JOIN contacts c ON c.id = o.contact_id AND c.e164 = o.to_e164
+  WHERE o.campaign_id = $mid")
+[ "$got" = 2 ] && ok "outbox rows point at their contacts" || bad "outbox rows point at their contacts" "$got"
+sql "DELETE FROM contacts WHERE e164 IN ('+14155550106', '+14155550999')" >/dev/null
+got=$(sql "SELECT count(*) || '/' || count(contact_id) FROM outbox WHERE to_e164 IN ('+14155550106', '+14155550999')")
+[ "$got" = "3/0" ] && ok "deleting contacts clears outbox.contact_id, keeps the rows" \
+  || bad "deleting contacts clears outbox.contact_id, keeps the rows" "$got"
+sql "DELETE FROM campaigns WHERE id = $mid" >/dev/null
+[ "$(state "$mid")" = "0/0/0" ] && ok "deleting a campaign deletes its outbox rows" \
+  || bad "deleting a campaign deletes its outbox rows" "$(state "$mid")"
+sql "DELETE FROM orgs" >/dev/null
+got=$(sql "SELECT count(*) FROM outbox")
+[ "$got" = 0 ] && ok "deleting the org deletes its outbox rows" || bad "deleting the org deletes its outbox rows" "$got"
+got=$(sql "INSERT INTO outbox (org_id, to_e164, body, segments, encoding, state) VALUES (1, '+14155550100', 'x', 1, 'GSM-7', 'bogus')" 2>&1)
+case "$got" in *outbox_state_check*) ok "unknown outbox state refused" ;; *) bad "unknown outbox state refused" "$got" ;; esac
+
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,1 +1,0 @@
-int herald_scheduler_placeholder;

@@ -68,7 +68,7 @@ static int print_page(cli_session_t *s, inbox_stmt_t *st, int json, int messages
             else
                 printf("%s\t%s\t%s\t%s\tunread=%s\t%s\t[%s]\t%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 8),
                        PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 6), PQgetvalue(r, i, 5),
-                       PQgetvalue(r, i, 10), PQgetvalue(r, i, 9));
+                       PQgetvalue(r, i, 7), PQgetvalue(r, i, 9));
         }
         if ((size_t)PQntuples(r) > st->limit) {
             char cur[64];

@@ -43,9 +43,9 @@ step "Twilio simulator on 127.0.0.1 with three handsets that reply"
 $SIM --listen 127.0.0.1:0 --port-file "$work/sim.port" --account-sid $ACCOUNT --auth-token $TOKEN \
      --ledger "$work/ledger.jsonl" --mps 10 --delivery-ms 300 \
      --inbound-url "http://127.0.0.1:18080/connect/webhook/twilio/sms" \
-     --handset "+14155550101,reply=What is the price?,delay=200" \
+     --handset "+14155550101,delay=200,reply=What is the price?" \
      --handset "+12125550103,stop=1,delay=300" \
-     --handset "+16465550104,reply=Sounds good,delay=400" >"$work/sim.log" 2>&1 &
+     --handset "+16465550104,delay=400,reply=Sounds good" >"$work/sim.log" 2>&1 &
 pids+=($!)
 wait_port "$work/sim.port" twilio-sim
 SIM_URL=http://127.0.0.1:$(cat "$work/sim.port")

@@ -128,6 +128,8 @@ check "non-numeric id: 404" "$(curl -s -o /dev/null -w '%{http_code}' -H "Author
 # CLI
 check "cli: conversations --json equals the API" "$("$HERALD" inbox conversations --org $ORG_A --tag vip --json | count)" "^6$"
 check "cli: conversations table" "$("$HERALD" inbox conversations --org $ORG_A --limit 2)" "next_cursor "
+check "cli: table rows carry the last activity time" \
+  "$("$HERALD" inbox conversations --org $ORG_A --limit 2 | head -1)" $'\t\\[20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z\\]\t'
 check "cli: messages" "$("$HERALD" inbox messages $CONV_A --org $ORG_A | head -1)" "hello number"
 check "cli: another org's conversation" "$("$HERALD" inbox messages $CONV_A --org $ORG_B 2>&1; echo rc=$?)" "not found.*rc=1"
 "$HERALD" suppression remove +14155550001 --org $ORG_A >/dev/null

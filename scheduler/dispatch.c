@@ -103,6 +103,7 @@ struct lane {
 };
 
 struct sched {
+    int64_t settle_ms; /* how long an unknown attempt may still land at Twilio (see retry_later) */
     uv_loop_t *loop;
     sched_state_t state;
     sched_config_t cfg;
@@ -451,9 +452,19 @@ static void count_failure(sched_t *s, int code)
 
 /* ---- sending ---- */
 
+/*
+ * Gives the row back for another attempt after a backoff. When the last attempt's
+ * outcome is unknown (timeout, reset, lost response), the row waits at least
+ * settle_ms: a request that timed out here may still be sitting in Twilio's (or the
+ * simulator's) socket buffer, and reconciling before it lands would find nothing and
+ * send the message a second time.
+ */
 static void retry_later(sched_t *s, msg_t *m, int keep_unknown, int code, const char *why)
 {
     int64_t d = sched_backoff_ms(m->attempts, s->cfg.retry_base_ms, s->cfg.retry_max_ms, rand01(s));
+
+    if (keep_unknown && d < s->settle_ms)
+        d = s->settle_ms;
 
     s->st.retries++;
     metrics_counter_add(s->m_retries, 1);
@@ -1318,6 +1329,7 @@ int sched_start(uv_loop_t *loop, const sched_config_t *cfg, sched_t **out)
     /* A request must end well before its lease does, or another process could resend it. */
     if (tc.timeout_ms <= 0 || tc.timeout_ms > (long)s->cfg.lease_seconds * 1000 / 3)
         tc.timeout_ms = (long)s->cfg.lease_seconds * 1000 / 3;
+    s->settle_ms = 2 * (int64_t)tc.timeout_ms;
     tc.public_url = NULL;
     s->gate.max = s->cfg.account_concurrency;
     rc = twilio_client_new(loop, &tc, &s->tw);

@@ -282,6 +282,7 @@ small=$(new_campaign fairsmall 20 +1415562)
 "$HERALD" campaign start "$small" >/dev/null 2>&1
 "$HERALD" run-due >/dev/null 2>&1
 sql "delete from numbers where e164='$FROM'" >/dev/null
+sleep 0.5 # the simulator flushes its ledger every 200 ms
 fair=$(python3 - "$dir/l8b.jsonl" <<'EOF2'
 import json, sys
 big = sorted(json.loads(l)['time_ms'] for l in open(sys.argv[1]) if json.loads(l)['body'].startswith('Hello P') and 'fairbig' in l)

@@ -173,6 +173,22 @@ static void parse_message(json_t *o, twilio_message_t *m)
     copy_str(m->direction, sizeof(m->direction), o, "direction");
     m->num_segments = get_int(o, "num_segments");
     m->error_code = get_int(o, "error_code");
+    json_t *body = json_object_get(o, "body");
+    if (json_is_string(body)) {
+        m->has_body = 1;
+        m->body_hash = twilio_body_hash(json_string_value(body), json_string_length(body));
+    }
+}
+
+uint64_t twilio_body_hash(const char *body, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)body[i];
+        h *= 1099511628211ull;
+    }
+    return h;
 }
 
 static void set_malformed(twilio_result_t *res, const char *what)

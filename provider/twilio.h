@@ -10,6 +10,7 @@
 #ifndef HERALD_PROVIDER_TWILIO_H
 #define HERALD_PROVIDER_TWILIO_H
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define TWILIO_EINVAL (-1)     /* bad argument: missing To/Body, no sender, bad sid */
@@ -74,6 +75,8 @@ typedef struct twilio_message {
     char date_created[40]; /* RFC 2822, as sent */
     char date_sent[40];
     char direction[24];
+    int has_body;       /* the response carried "body" (list pages; see twilio_body_hash()) */
+    uint64_t body_hash; /* twilio_body_hash() of that body, for reconciliation */
 } twilio_message_t;
 
 /* The outcome of one operation; everything in it is valid only during the callback. */
@@ -181,6 +184,13 @@ void twilio_client_close(twilio_client_t *c, void (*closed_cb)(void *arg), void 
 twilio_verdict_t twilio_classify(long http_status, int code, int curl_code);
 
 /* Returns a static description of a TWILIO_E* code. */
+/*
+ * A 64-bit FNV-1a hash of a message body, so reconciliation can tell whether a
+ * message Twilio lists is the one a row would send, without keeping whole bodies
+ * of every listed message.
+ */
+uint64_t twilio_body_hash(const char *body, size_t len);
+
 const char *twilio_strerror(int err);
 
 #endif

@@ -721,6 +721,9 @@ static int on_reconcile_page(const twilio_result_t *res, const twilio_message_t 
         }
         if (strcmp(t->to, m->to) != 0 || !same_sender || strncmp(t->direction, "outbound", 8) != 0)
             continue;
+        /* Another message to the same number (an auto-reply, another campaign) is not this row's. */
+        if (t->has_body && t->body_hash != twilio_body_hash(m->body, strlen(m->body)))
+            continue;
         /* Newest first: the last match is the earliest, the one our first unknown attempt made. */
         snprintf(m->found_sid, sizeof(m->found_sid), "%s", t->sid);
         m->found_created = created;

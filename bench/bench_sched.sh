@@ -147,16 +147,22 @@ faults)
   sleep 1
   t0=$(date +%s)
   "$HERALD" campaign start "$id" >/dev/null
-  for _ in $(seq 600); do
-    left=$(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND state IN ('queued','sending','sent')")
+  for _ in $(seq 240); do
+    left=$(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND state IN ('queued','sending')")
     [ "$left" = 0 ] && break
     sleep 1
   done
   t1=$(date +%s)
+  # Then give the status callbacks (delivered/undelivered) up to 30 s to arrive.
+  for _ in $(seq 30); do
+    [ "$(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND state = 'sent'")" = 0 ] && break
+    sleep 1
+  done
+  left=$(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND state IN ('queued','sending','sent')")
   kill -0 "$sim_pid" 2>/dev/null || echo "  twilio-sim died: $(tail -3 "$dir/sim.err")"
   kill -TERM "$sp"; wait "$sp" 2>/dev/null
   read -r rec dup lines f l <<<"$(ledger_check "$dir/l.jsonl" faults)"
-  echo "faults (5% 500, 5% 429, 1% lost response), $n recipients through herald serve: done in $((t1 - t0)) s"
+  echo "faults (5% 500, 5% 429, 1% lost response), $n recipients through herald serve: all sent or terminal in $((t1 - t0)) s"
   echo "  final states: $(sql "SELECT string_agg(state || '=' || n, ' ') FROM (SELECT state, count(*) n FROM outbox WHERE campaign_id=$id GROUP BY 1 ORDER BY 1) s")"
   echo "  not final (queued/sending/sent): $left; ledger: $rec recipients, $dup duplicates, $lines lines"
   echo "  retried rows: $(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND attempts > 1"); lost responses in ledger: $(grep -c '"response_lost":true' "$dir/l.jsonl")"

@@ -5,6 +5,7 @@
  * too_long); the echoed input is made safe for a one-line, four-field record.
  */
 #include "app/commands.h"
+#include "common/utf8.h"
 #include "compliance/phone.h"
 
 #include <stdio.h>
@@ -26,41 +27,20 @@ static void usage(FILE *out)
  */
 static void put_sanitized(const unsigned char *p, size_t n, FILE *out)
 {
-    size_t i = 0;
+    size_t i = 0, len;
+
     while (i < n) {
         unsigned char c = p[i];
-        size_t len = 0;
         if (c < 0x80) {
             putc_unlocked(c < 0x20 || c == 0x7f ? ' ' : c, out);
             i++;
-            continue;
+        } else if ((len = utf8_seq(p + i, n - i)) != 0) {
+            fwrite(p + i, 1, len, out);
+            i += len;
+        } else {
+            putc_unlocked('?', out);
+            i++;
         }
-        if (c >= 0xc2 && c <= 0xdf)
-            len = 2;
-        else if (c >= 0xe0 && c <= 0xef)
-            len = 3;
-        else if (c >= 0xf0 && c <= 0xf4)
-            len = 4;
-        if (len && i + len <= n) {
-            unsigned char lo = 0x80, hi = 0xbf;
-            size_t k;
-            if (c == 0xe0) lo = 0xa0;
-            if (c == 0xed) hi = 0x9f;
-            if (c == 0xf0) lo = 0x90;
-            if (c == 0xf4) hi = 0x8f;
-            for (k = 1; k < len; k++) {
-                unsigned char lo_k = k == 1 ? lo : 0x80, hi_k = k == 1 ? hi : 0xbf;
-                if (p[i + k] < lo_k || p[i + k] > hi_k)
-                    break;
-            }
-            if (k == len) {
-                fwrite(p + i, 1, len, out);
-                i += len;
-                continue;
-            }
-        }
-        putc_unlocked('?', out);
-        i++;
     }
 }
 

@@ -4,6 +4,7 @@
  * carry a contact's own bytes merged into a template.
  */
 #include "http/twiml.h"
+#include "common/utf8.h"
 
 #include <string.h>
 
@@ -11,34 +12,15 @@
 
 static const char replacement[] = "\xEF\xBF\xBD";
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when it is invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+/*
+ * Length of the UTF-8 sequence at s that XML accepts as text, or 0: well-formed
+ * (common/utf8.h) and not U+FFFE or U+FFFF, which are not XML characters.
+ */
+static size_t xml_seq(const unsigned char *s, size_t n)
 {
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp;
+    size_t len = utf8_seq(s, n);
 
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    /* U+FFFE and U+FFFF are not XML characters either. */
-    if (cp == 0xFFFE || cp == 0xFFFF)
+    if (len == 3 && s[0] == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF))
         return 0;
     return len;
 }
@@ -64,7 +46,7 @@ int twiml_escape(buf_t *out, const char *text, size_t len)
             if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
                 ent = "";
             } else {
-                n = utf8_seq(s + i, len - i);
+                n = xml_seq(s + i, len - i);
                 if (n == 0)
                     ent = replacement;
             }
@@ -92,7 +74,7 @@ int twiml_utf8_clean(buf_t *out, const char *text, size_t len)
     int rc = 0;
 
     while (rc == 0 && i < len) {
-        size_t n = s[i] < 0x80 ? 1 : utf8_seq(s + i, len - i);
+        size_t n = xml_seq(s + i, len - i);
         if (n == 0) {
             if (i > run)
                 rc = buf_append(out, text + run, i - run);

@@ -9,6 +9,7 @@
 #include "compliance/phone.h"
 #include "compliance/quiet.h"
 #include "compliance/segments.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 
 #include <stdarg.h>
@@ -32,39 +33,12 @@ static int is_space(unsigned char c)
 int ingest_utf8_ok(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
+    size_t i = 0, k;
 
     while (i < n) {
-        unsigned char c = s[i];
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xbf;
-
-        if (c >= 0x01 && c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            need = 1;
-        else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            if (c == 0xe0)
-                lo = 0xa0;
-            else if (c == 0xed)
-                hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            if (c == 0xf0)
-                lo = 0x90;
-            else if (c == 0xf4)
-                hi = 0x8f;
-        } else
-            return 0; /* NUL, continuation byte, 0xc0/0xc1, 0xf5.. */
-        if (n - i < need + 1 || s[i + 1] < lo || s[i + 1] > hi)
+        if (s[i] == '\0' || (k = utf8_seq(s + i, n - i)) == 0)
             return 0;
-        for (size_t k = 2; k <= need; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
-                return 0;
-        i += need + 1;
+        i += k;
     }
     return 1;
 }

@@ -6,6 +6,7 @@
  * allocates nor does I/O, and a hostile regex or body is cut off by PCRE2's limits.
  */
 #include "routing/routing_int.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 
 #include <stdlib.h>
@@ -59,29 +60,6 @@ void routing_decision_close(routing_decision_t *d)
     d->scratch = NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s[i], or 0 if it is not valid. */
-static size_t utf8_seq(const unsigned char *s, size_t len, size_t i)
-{
-    unsigned c = s[i];
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return i + 1 < len && (s[i + 1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return i + 2 < len && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return i + 3 < len && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80 &&
-                       (s[i + 3] & 0xC0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
 /*
  * Validates the body's UTF-8 once (so every match can pass PCRE2_NO_UTF_CHECK) and
  * caps its length; invalid bytes become U+FFFD in a copy.
@@ -98,7 +76,7 @@ static void prepare_body(struct routing_scratch *s, const char *body, size_t len
         *flags |= ROUTING_F_BODY_CUT;
     }
     while (i < len) {
-        size_t k = b[i] < 0x80 ? 1 : utf8_seq(b, len, i);
+        size_t k = utf8_seq(b + i, len - i);
         if (k == 0)
             break;
         i += k;
@@ -114,7 +92,7 @@ static void prepare_body(struct routing_scratch *s, const char *body, size_t len
     memcpy(s->clean, body, i);
     o = i;
     while (i < len) {
-        size_t k = utf8_seq(b, len, i);
+        size_t k = utf8_seq(b + i, len - i);
         if (k == 0) {
             memcpy(s->clean + o, "\xEF\xBF\xBD", 3);
             o += 3;

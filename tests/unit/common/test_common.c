@@ -8,6 +8,7 @@
 #include "common/buf.h"
 #include "common/env.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,28 @@ static void test_dotenv(void **state)
     assert_int_equal(env_load_dotenv("/nonexistent/.env", &bad), 0);
 }
 
+static void test_utf8_seq(void **state)
+{
+    static const struct {
+        const char *bytes;
+        size_t avail;
+        size_t want;
+    } cases[] = {
+        {"a", 1, 1},           {"\0", 1, 1},
+        {"\xc3\xa9", 2, 2},    {"\xc3", 1, 0},           /* truncated */
+        {"\xc0\xaf", 2, 0},    {"\xc1\xbf", 2, 0},       /* overlong two-byte */
+        {"\xe2\x82\xac", 3, 3}, {"\xe0\x9f\xbf", 3, 0},  /* overlong three-byte */
+        {"\xed\x9f\xbf", 3, 3}, {"\xed\xa0\x80", 3, 0},  /* U+D7FF ok, surrogate not */
+        {"\xef\xbf\xbf", 3, 3}, {"\xf0\x9f\x98\x80", 4, 4},
+        {"\xf0\x8f\xbf\xbf", 4, 0}, {"\xf4\x8f\xbf\xbf", 4, 4}, /* overlong; U+10FFFF */
+        {"\xf4\x90\x80\x80", 4, 0}, {"\xf5\x80\x80\x80", 4, 0}, /* past U+10FFFF */
+        {"\x80", 1, 0},         {"\xe2\x28\xa1", 3, 0},     /* lone continuation; bad third */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(utf8_seq((const unsigned char *)cases[i].bytes, cases[i].avail), cases[i].want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -94,6 +117,7 @@ int main(void)
         cmocka_unit_test(test_buf_take),
         cmocka_unit_test(test_mask_phone),
         cmocka_unit_test(test_dotenv),
+        cmocka_unit_test(test_utf8_seq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,14 @@
+/* UTF-8 well-formedness (RFC 3629), shared by every module that checks peer text. */
+#ifndef HERALD_COMMON_UTF8_H
+#define HERALD_COMMON_UTF8_H
+#include <stddef.h>
+
+/*
+ * Length of the sequence starting at s (avail bytes left, at least 1): 1 for any
+ * ASCII byte (NUL included: callers that refuse NUL check it themselves), 2 to 4 for
+ * a well-formed multi-byte sequence, 0 when the bytes there are not well-formed
+ * (overlong forms, surrogates, code points above U+10FFFF, truncation).
+ */
+size_t utf8_seq(const unsigned char *s, size_t avail);
+
+#endif

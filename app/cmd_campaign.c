@@ -19,10 +19,14 @@
 #include "common/xalloc.h"
 #include "ingest/ingest.h"
 
+#include <uv.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,7 +286,59 @@ typedef struct upload_ui {
     int phase_printed[3];
     int done;
     char *err;
+    atomic_int feeding; /* the reader thread draws the progress while it runs */
 } upload_ui_t;
+
+/*
+ * The reader thread: the file goes through ingest_feed/ingest_finish here while the
+ * loop thread runs the commit, whose COPY follows the parse (see ingest.h).
+ */
+typedef struct feeder {
+    upload_ui_t *ui;
+    ingest_t *ing;
+    int fd;
+    const char *path;
+    int rc;              /* 0, 1 read error, 2 parse error (ierr) */
+    int read_errno;
+    ingest_error_t ierr;
+} feeder_t;
+
+static void draw(upload_ui_t *ui, const char *what, double frac, long rows, int force);
+
+static void *feeder_main(void *arg)
+{
+    feeder_t *f = arg;
+    char *chunk = xmalloc(READ_SIZE);
+
+    for (;;) {
+        ssize_t n = read(f->fd, chunk, READ_SIZE);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            f->rc = 1;
+            f->read_errno = errno;
+            ingest_abort(f->ing);
+            break;
+        }
+        if (n == 0) {
+            if (ingest_finish(f->ing, &f->ierr) != 0)
+                f->rc = 2;
+            break;
+        }
+        if (ingest_feed(f->ing, chunk, (size_t)n, &f->ierr) != 0) {
+            f->rc = 2;
+            break;
+        }
+        f->ui->fed += (uint64_t)n;
+        draw(f->ui, "reading", f->ui->size ? (double)f->ui->fed / (double)f->ui->size : -1,
+             ingest_rows_parsed(f->ing), 0);
+    }
+    if (f->rc == 0)
+        draw(f->ui, "reading", f->ui->size ? 1.0 : -1, ingest_rows_parsed(f->ing), 1);
+    atomic_store(&f->ui->feeding, 0);
+    free(chunk);
+    return NULL;
+}
 
 static double secs(const struct timespec *a, const struct timespec *b)
 {
@@ -332,6 +388,8 @@ static void on_progress(const ingest_progress_t *p, void *arg)
     upload_ui_t *ui = arg;
     double frac = p->bytes_total ? (double)p->bytes / (double)p->bytes_total : -1;
 
+    if (atomic_load(&ui->feeding))
+        return; /* the COPY is following the parse: the reader thread shows the progress */
     if (p->phase == INGEST_PHASE_FINALIZE || (p->phase == INGEST_PHASE_LOAD && p->bytes_total && p->bytes >= p->bytes_total)) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -341,7 +399,7 @@ static void on_progress(const ingest_progress_t *p, void *arg)
             ui->phase_printed[INGEST_PHASE_FINALIZE] = 1;
             if (ui->tty)
                 fputc('\n', stderr);
-            fprintf(stderr, "herald: queueing: de-duplicating, checking suppression, writing contacts and outbox...\n");
+            fprintf(stderr, "herald: queueing: checking earlier uploads, committing...\n");
         }
         return;
     }
@@ -424,7 +482,7 @@ static int campaign_upload(int argc, char **argv)
     ingest_error_t ierr;
     ingest_t *ing = NULL;
     upload_ui_t ui = {0};
-    char *chunk = NULL, idb[24], orgb[24];
+    char idb[24], orgb[24];
     const char *err;
 
     for (int i = 1; i < argc; i++) {
@@ -518,34 +576,37 @@ static int campaign_upload(int argc, char **argv)
     ui.ing = ing;
     clock_gettime(CLOCK_MONOTONIC, &ui.t0);
     ui.last = ui.t0;
-    chunk = xmalloc(READ_SIZE);
-    for (;;) {
-        ssize_t n = read(fd, chunk, READ_SIZE);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            fprintf(stderr, "herald: campaign upload: %s: %s\n", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        if (ingest_feed(ing, chunk, (size_t)n, &ierr) != 0)
-            goto parse_failed;
-        ui.fed += (uint64_t)n;
-        draw(&ui, "reading", ui.size ? (double)ui.fed / (double)ui.size : -1, ingest_rows_parsed(ing), 0);
-    }
-    if (ingest_finish(ing, &ierr) != 0)
-        goto parse_failed;
-    draw(&ui, "reading", ui.size ? 1.0 : -1, ingest_report(ing)->rows, 1);
-    if (ui.tty)
-        fputc('\n', stderr);
-    clock_gettime(CLOCK_MONOTONIC, &ui.t0);
+    /* The commit starts now and its COPY follows the parse, done by the reader thread. */
     if (ingest_commit(ing, s.db, on_committed, &ui) != 0) {
         fprintf(stderr, "herald: campaign upload: cannot start the database work\n");
         goto out;
     }
-    while (!ui.done)
-        uv_run(&s.loop, UV_RUN_ONCE);
+    {
+        feeder_t f = {.ui = &ui, .ing = ing, .fd = fd, .path = path};
+        pthread_t th;
+        atomic_store(&ui.feeding, 1);
+        if (pthread_create(&th, NULL, feeder_main, &f) != 0) {
+            ingest_abort(ing);
+            atomic_store(&ui.feeding, 0);
+            while (!ui.done)
+                uv_run(&s.loop, UV_RUN_ONCE);
+            fprintf(stderr, "herald: campaign upload: cannot start a thread\n");
+            goto out;
+        }
+        while (!ui.done)
+            uv_run(&s.loop, UV_RUN_ONCE);
+        pthread_join(th, NULL);
+        if (ui.tty)
+            fputc('\n', stderr);
+        if (f.rc == 1) {
+            fprintf(stderr, "herald: campaign upload: nothing queued: %s: %s\n", path, strerror(f.read_errno));
+            goto out;
+        }
+        if (f.rc == 2) {
+            ierr = f.ierr;
+            goto parse_failed;
+        }
+    }
     if (ui.err) {
         fprintf(stderr, "herald: campaign upload: nothing queued: %s\n", ui.err);
         goto out;
@@ -564,7 +625,6 @@ parse_failed:
         fprintf(stderr, "herald: campaign upload: nothing queued: %s: %s\n", path, ierr.reason);
 out:
     free(ui.err);
-    free(chunk);
     ingest_free(ing);
     ingest_defaults_free(defs, defs ? c.n_defaults : 0);
     if (camp)

@@ -20,9 +20,13 @@
 #define SETTLE_MS 1200
 #define SOON "interval '2 minutes'"
 
-/* What is left that this pass should still wait for (due now or retrying within minutes). */
+/*
+ * What is left that this pass should still wait for: due now or retrying within
+ * minutes, and recipients of running campaigns not yet moved into the outbox.
+ */
 static const char pending_sql[] =
-    "SELECT count(*) FILTER (WHERE o.next_attempt_at <= now() + " SOON "), "
+    "SELECT count(*) FILTER (WHERE o.next_attempt_at <= now() + " SOON ") + "
+    "(SELECT COALESCE(sum(herald_unfilled(id)), 0) FROM campaigns WHERE status = 'running' AND cron IS NULL), "
     "count(*) FILTER (WHERE o.next_attempt_at > now() + " SOON ") FROM outbox o "
     "LEFT JOIN campaigns c ON c.id = o.campaign_id WHERE o.state IN ('queued', 'sending') "
     "AND (o.campaign_id IS NULL OR (c.status = 'running' AND (c.cron IS NULL OR o.run_key <> '')))";

@@ -150,7 +150,7 @@ static int has_words(const char *hay, size_t hlen, const char *needle, size_t nl
 
 int footer_has_optout(const char *body, size_t len, const char *footer)
 {
-    char fnorm[FOOTER_MAX_TEXT + 1];
+    char fnorm[FOOTER_MAX_TEXT + 1], stack_norm[4096];
     size_t flen = 0, blen;
     char *bnorm;
     int found;
@@ -159,10 +159,12 @@ int footer_has_optout(const char *body, size_t len, const char *footer)
         footer = FOOTER_DEFAULT_TEXT;
     if (strlen(footer) <= FOOTER_MAX_TEXT)
         flen = normalise(footer, strlen(footer), fnorm);
-    bnorm = xmalloc(len + 1);
+    /* Bodies are short (a rendered SMS): normalise on the stack unless this one is not. */
+    bnorm = len < sizeof(stack_norm) ? stack_norm : xmalloc(len + 1);
     blen = normalise(body, len, bnorm);
     found = has_words(bnorm, blen, fnorm, flen) || has_phrase(bnorm, blen);
-    free(bnorm);
+    if (bnorm != stack_norm)
+        free(bnorm);
     return found;
 }
 

@@ -1,14 +1,15 @@
 /*
  * Stage 2 of an upload (see ingest.h): one transaction on the caller's db_t that
- * turns the spool of stage 1 into queued recipients. The campaign row is locked
- * first, so two uploads to one campaign take turns; the campaign_uploads row is
+ * turns the two spools of stage 1 into a campaign's recipients. The campaign row is
+ * locked first, so two uploads to one campaign take turns; the campaign_uploads row is
  * claimed next (UNIQUE campaign_id + file_sha256), which is how a repeated file is
- * recognised before any work. Then the spool is COPYed into a temporary staging
- * table and set-based statements do the rest: first row wins among duplicates,
- * numbers already queued by an earlier upload and suppressed numbers are rejected,
- * contacts are upserted, outbox rows inserted, every reject recorded. Keeping the
- * de-duplication in Postgres is what keeps the client's memory flat. Nothing is
- * visible to anyone until COMMIT; a dry run ends with ROLLBACK instead.
+ * recognised before any work; the org's suppression list is read at the same time.
+ * Then the accepted rows are COPYed into campaign_recipients, each line prefixed with
+ * the upload id, except those whose number is suppressed, which join the rejected rows
+ * in the COPY into campaign_rejects; herald_upload_settle() (migration 007) takes out
+ * the numbers an earlier upload to the campaign brought. The outbox and contacts
+ * are filled from campaign_recipients while the campaign sends (herald_fill). Nothing
+ * is visible to anyone until COMMIT; a dry run ends with ROLLBACK instead.
  */
 #include "ingest/ingest_int.h"
 #include "common/log.h"
@@ -23,31 +24,13 @@
 #include <unistd.h>
 
 #define READ_CHUNK (64u * 1024)
-#define SQL_MAX 4096
-
-/*
- * How an upload row merges into an existing contact: its region and zone win when
- * given, its tags are added (kept sorted and distinct), its attributes override. w is
- * the winning row (ingest_win); the _EXCLUDED forms are the same for ON CONFLICT.
- */
-#define CONTACT_MERGE_OF(REGION, TZ, TAGS, ATTRS)                                                \
-    "region = COALESCE(" REGION ", contacts.region), timezone = COALESCE(" TZ ", contacts.timezone), " \
-    "tags = ARRAY(SELECT DISTINCT t FROM unnest(contacts.tags || " TAGS ") t ORDER BY t), "       \
-    "attributes = contacts.attributes || " ATTRS ", updated_at = now()"
-#define CONTACT_CHANGES_OF(REGION, TZ, TAGS, ATTRS)                                              \
-    "NOT (contacts.tags @> " TAGS " AND contacts.attributes @> " ATTRS " AND (" REGION " IS NULL " \
-    "OR contacts.region = " REGION ") AND (" TZ " IS NULL OR contacts.timezone = " TZ "))"
-#define CONTACT_MERGE CONTACT_MERGE_OF("w.region", "w.tz", "w.tags", "w.attrs")
-#define CONTACT_CHANGES CONTACT_CHANGES_OF("w.region", "w.tz", "w.tags", "w.attrs")
-#define CONTACT_MERGE_EXCLUDED                                                                   \
-    CONTACT_MERGE_OF("EXCLUDED.region", "EXCLUDED.timezone", "EXCLUDED.tags", "EXCLUDED.attributes")
-#define CONTACT_CHANGES_EXCLUDED                                                                 \
-    CONTACT_CHANGES_OF("EXCLUDED.region", "EXCLUDED.timezone", "EXCLUDED.tags", "EXCLUDED.attributes")
 
 typedef enum cstate {
     CS_CLAIM,    /* BEGIN, lock the campaign, claim the upload row */
     CS_REPEAT,   /* the file was uploaded before: look up which upload, roll back */
-    CS_LOAD,     /* staging table, COPY, set-based statements, summary */
+    CS_LOAD,     /* the two COPYs */
+    CS_CHECK,    /* streaming: is the finished file's SHA-256 an earlier upload's? */
+    CS_SETTLE,   /* herald_upload_settle(): earlier uploads, fill total */
     CS_RECORD,   /* counts into campaign_uploads */
     CS_END,      /* COMMIT or ROLLBACK */
     CS_DONE,
@@ -62,10 +45,25 @@ typedef struct commit {
     int outstanding;   /* operations of the current state not yet answered */
     char *err;         /* first error */
     int rollback;      /* end with ROLLBACK (error, dry run, repeat) */
-    uint64_t sent;
-    int eof;
+    struct stream {
+        int fd;
+        off_t off;   /* read with pread: stage 1 may still be appending */
+        char prefix[48];
+        buf_t pend;  /* read from the spool, not yet a whole line */
+        uint64_t sent;
+        int eof;
+    } acc, rej;
     struct timespec t0, last;
-    long long summary[6];
+    long long settle[6];
+    /* The org's suppression list: number -> index into sup_reason. */
+    ingest_numset_t sup;
+    char sup_reason[8][24];
+    int n_reasons;
+    FILE *supf;  /* reject lines of the suppressed rows, streamed after the rejects spool */
+    int supf_streaming;
+    long long sup_rows, sup_segs, sup_fsegs;
+    int streaming;      /* started before stage 1 finished: the COPY follows the parse */
+    uv_timer_t *wake;   /* while the producer waits for stage 1 */
     /* What each queued operation is, for the per-step timing in the debug log. */
     const char *label[32];
     unsigned lab_in, lab_out;
@@ -78,6 +76,28 @@ static void set_err(commit_t *cm, const char *err)
     if (!cm->err)
         cm->err = xstrdup(err);
     cm->rollback = 1;
+}
+
+static void load_suppression(commit_t *cm, const PGresult *res)
+{
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *reason = PQgetvalue(res, i, 1);
+        uint64_t key = ingest_e164_key(PQgetvalue(res, i, 0));
+        uint32_t r, dummy;
+        for (r = 0; r < (uint32_t)cm->n_reasons; r++)
+            if (strcmp(cm->sup_reason[r], reason) == 0)
+                break;
+        if (r == (uint32_t)cm->n_reasons) {
+            if (cm->n_reasons < 7 && strlen(reason) < sizeof(cm->sup_reason[0]))
+                snprintf(cm->sup_reason[cm->n_reasons++], sizeof(cm->sup_reason[0]), "%s", reason);
+            else {
+                r = 7;
+                snprintf(cm->sup_reason[7], sizeof(cm->sup_reason[7]), "other");
+            }
+        }
+        if (key)
+            (void)ingest_numset_put(&cm->sup, key, r, &dummy);
+    }
 }
 
 static void on_step(db_t *db, const PGresult *res, const char *err, void *arg)
@@ -105,46 +125,180 @@ static void on_step(db_t *db, const PGresult *res, const char *err, void *arg)
             rep->upload_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         else
             rep->already_uploaded = 1;
+    } else if (res && cm->state == CS_CHECK && PQntuples(res) == 1) {
+        rep->already_uploaded = 1;
+        rep->previous_upload_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     } else if (res && cm->state == CS_REPEAT && PQntuples(res) == 1) {
         rep->previous_upload_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    } else if (res && cm->state == CS_LOAD && PQnfields(res) == 6 && PQntuples(res) == 1) {
+    } else if (res && cm->state == CS_CLAIM && PQnfields(res) == 2 && strcmp(PQfname(res, 0), "e164") == 0) {
+        load_suppression(cm, res);
+    } else if (res && cm->state == CS_SETTLE && PQnfields(res) == 6 && PQntuples(res) == 1) {
         for (int i = 0; i < 6; i++)
-            cm->summary[i] = strtoll(PQgetvalue(res, 0, i), NULL, 10);
+            cm->settle[i] = strtoll(PQgetvalue(res, 0, i), NULL, 10);
     }
     if (--cm->outstanding == 0)
         advance(cm);
 }
 
-static int produce(db_t *db, buf_t *out, void *arg)
+/* Field k (0-based) of a tab-separated line; *n its length. */
+static const char *field(const char *line, size_t len, int k, size_t *n)
 {
-    commit_t *cm = arg;
+    const char *p = line, *end = line + len, *t;
+
+    for (; k > 0 && p < end; k--) {
+        t = memchr(p, '\t', (size_t)(end - p));
+        p = t ? t + 1 : end;
+    }
+    t = memchr(p, '\t', (size_t)(end - p));
+    *n = (size_t)((t ? t : end) - p);
+    return p;
+}
+
+/*
+ * An accepted line whose number is on the suppression list: its reject line goes to
+ * supf and its segments are counted. Returns 1 if so, 0 if not, -1 on a write error.
+ */
+static int divert_suppressed(commit_t *cm, const char *line, size_t len)
+{
+    char e164[20];
+    size_t n, rn_len, raw_len, segs_len, fsegs_len;
+    const char *f = field(line, len, 1, &n), *rn, *raw, *segs, *fsegs;
+    uint32_t r;
+
+    if (n >= sizeof(e164))
+        return 0;
+    memcpy(e164, f, n);
+    e164[n] = '\0';
+    if (!ingest_numset_get(&cm->sup, ingest_e164_key(e164), &r))
+        return 0;
+    rn = field(line, len, 0, &rn_len);
+    raw = field(line, len, 2, &raw_len);
+    segs = field(line, len, 6, &segs_len);
+    fsegs = field(line, len, 9, &fsegs_len);
+    cm->sup_rows++;
+    cm->sup_segs += strtol(segs, NULL, 10);
+    cm->sup_fsegs += fsegs[0] == '\\' ? strtol(segs, NULL, 10) : strtol(fsegs, NULL, 10);
+    if (fprintf(cm->supf, "%.*s\t%.*s\tsuppressed\tsuppressed (%s)\n", (int)rn_len, rn, (int)raw_len, raw,
+                cm->sup_reason[r]) < 0)
+        return -1;
+    return 1;
+}
+
+/*
+ * Appends the whole lines of st->pend to out, each behind st->prefix (accepted lines
+ * with a suppressed number go to supf instead), and keeps the unfinished last line.
+ */
+static int prefix_lines(commit_t *cm, struct stream *st, buf_t *out)
+{
+    size_t plen = strlen(st->prefix), done = 0;
+    const char *p = st->pend.data;
+    int filter = st == &cm->acc && cm->sup.n > 0;
+
+    for (;;) {
+        const char *nl = memchr(p + done, '\n', st->pend.len - done);
+        size_t n;
+        int d = 0;
+        if (!nl)
+            break;
+        n = (size_t)(nl - (p + done)) + 1;
+        if (filter && (d = divert_suppressed(cm, p + done, n - 1)) < 0)
+            return -1;
+        if (!d && (buf_append(out, st->prefix, plen) != 0 || buf_append(out, p + done, n) != 0))
+            return -1;
+        done += n;
+    }
+    if (done > 0) {
+        memmove(st->pend.data, p + done, st->pend.len - done);
+        st->pend.len -= done;
+    }
+    return 0;
+}
+
+static void on_wake(uv_timer_t *t)
+{
+    commit_t *cm = t->data;
+    db_copy_resume(cm->db);
+}
+
+static void wake_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Nothing more in the spool yet, stage 1 still running: ask again in a moment. */
+static int wait_for_stage1(commit_t *cm)
+{
+    if (!cm->wake) {
+        cm->wake = xcalloc(1, sizeof(*cm->wake));
+        uv_timer_init(db_loop(cm->db), cm->wake);
+        cm->wake->data = cm;
+    }
+    uv_timer_start(cm->wake, on_wake, 2, 0);
+    return DB_COPY_WAIT;
+}
+
+static int produce_stream(commit_t *cm, struct stream *st, buf_t *out, uint64_t total)
+{
     const ingest_options_t *opt = ingest_options(cm->ing);
     char chunk[64 * 1024];
     ssize_t n;
+    int rc = DB_COPY_MORE;
 
-    (void)db;
-    while (out->len < READ_CHUNK) {
-        n = read(ingest_spool_fd(cm->ing), chunk, sizeof(chunk));
+    while (out->len < READ_CHUNK && !st->eof) {
+        int s1 = ingest_stage1(cm->ing);
+        n = pread(st->fd, chunk, sizeof(chunk), st->off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -1;
-        if (n == 0) {
-            cm->eof = 1;
+        if (n == 0 && s1 == 0) {
+            rc = wait_for_stage1(cm);
             break;
         }
-        if (buf_append(out, chunk, (size_t)n) != 0)
+        if (n == 0 && s1 < 0)
+            return -1; /* the input failed: roll back */
+        if (n == 0 && st == &cm->rej && !cm->supf_streaming && cm->sup_rows > 0) {
+            /* The rejects spool is done: the suppressed rows follow. */
+            if (fflush(cm->supf) != 0)
+                return -1;
+            st->fd = fileno(cm->supf);
+            st->off = 0;
+            cm->supf_streaming = 1;
+            continue;
+        }
+        if (n == 0) {
+            st->eof = 1;
+            if (st->pend.len != 0)
+                return -1; /* the spool ends inside a line: it was not written whole */
+            break;
+        }
+        st->off += n;
+        if (buf_append(&st->pend, chunk, (size_t)n) != 0 || prefix_lines(cm, st, out) != 0)
             return -1;
-        cm->sent += (uint64_t)n;
+        st->sent += (uint64_t)n;
     }
-    if (opt->progress) {
-        ingest_progress_t p = {.phase = cm->eof ? INGEST_PHASE_FINALIZE : INGEST_PHASE_LOAD,
-                               .rows = ingest_report(cm->ing)->rows,
-                               .bytes = cm->sent,
-                               .bytes_total = ingest_spool_bytes(cm->ing)};
+    if (opt->progress && st == &cm->acc) {
+        ingest_progress_t p = {.phase = st->eof ? INGEST_PHASE_FINALIZE : INGEST_PHASE_LOAD,
+                               .rows = ingest_rows_parsed(cm->ing),
+                               .bytes = st->sent,
+                               .bytes_total = total};
         opt->progress(&p, opt->progress_arg);
     }
-    return cm->eof ? DB_COPY_DONE : DB_COPY_MORE;
+    return st->eof ? DB_COPY_DONE : rc;
+}
+
+static int produce_accepted(db_t *db, buf_t *out, void *arg)
+{
+    commit_t *cm = arg;
+    (void)db;
+    return produce_stream(cm, &cm->acc, out, ingest_spool_bytes(cm->ing));
+}
+
+static int produce_rejects(db_t *db, buf_t *out, void *arg)
+{
+    commit_t *cm = arg;
+    (void)db;
+    return produce_stream(cm, &cm->rej, out, ingest_rejects_bytes(cm->ing));
 }
 
 static void label(commit_t *cm, const char *sql)
@@ -159,23 +313,17 @@ static void q(commit_t *cm, const char *sql, int n, const char *const *params)
         return;
     }
     cm->outstanding++;
-    label(cm, strncmp(sql, "INSERT INTO campaign_rejects", 28) == 0 ? "rejects"
-              : strncmp(sql, "UPDATE contacts", 15) == 0        ? "contacts update"
-              : strncmp(sql, "DO $ingest$", 11) == 0            ? "contacts insert"
-              : strncmp(sql, "INSERT INTO outbox", 18) == 0     ? "outbox insert"
-              : strncmp(sql, "CREATE TEMP TABLE ingest_win", 28) == 0 ? "classify winners"
-              : strncmp(sql, "CREATE TEMP TABLE ingest_first", 30) == 0 ? "first rows"
-              : strncmp(sql, "SELECT (SELECT", 14) == 0          ? "summary"
-              : strncmp(sql, "ANALYZE", 7) == 0                  ? "analyze"
-              : strncmp(sql, "BEGIN", 5) == 0 || strncmp(sql, "COMMIT", 6) == 0 || strncmp(sql, "ROLLBACK", 8) == 0 ? sql
-                                                                 : "statement");
+    label(cm, strncmp(sql, "SELECT * FROM herald_upload_settle", 34) == 0 ? "settle" : sql);
 }
 
-/* Text of a statement with the ids filled in (they are integers we produced). */
-static const char *sqlf(char *buf, const char *fmt, long long a, long long b, long long c)
+static void copy(commit_t *cm, const char *sql, db_copy_producer producer, const char *what)
 {
-    snprintf(buf, SQL_MAX, fmt, a, b, c);
-    return buf;
+    if (db_copy_in(cm->db, sql, producer, cm, on_step, cm) != 0) {
+        set_err(cm, "the database connection is closed");
+        return;
+    }
+    cm->outstanding++;
+    label(cm, what);
 }
 
 static void queue_claim(commit_t *cm)
@@ -185,163 +333,85 @@ static void queue_claim(commit_t *cm)
     char cid[24], oid[24], rows[24];
     const char *p2[2] = {cid, oid};
     const char *p4[4] = {oid, cid, rep->sha256, rows};
+    const char *p1[1] = {oid};
 
     snprintf(cid, sizeof(cid), "%" PRId64, c->campaign_id);
     snprintf(oid, sizeof(oid), "%" PRId64, c->org_id);
     snprintf(rows, sizeof(rows), "%ld", rep->rows);
     q(cm, "BEGIN", 0, NULL);
     q(cm, "SELECT status FROM campaigns WHERE id = $1::bigint AND org_id = $2::bigint FOR UPDATE", 2, p2);
-    q(cm,
-      "INSERT INTO campaign_uploads (org_id, campaign_id, file_sha256, rows_total) "
-      "VALUES ($1::bigint, $2::bigint, decode($3, 'hex'), $4::bigint) "
-      "ON CONFLICT (campaign_id, file_sha256) DO NOTHING RETURNING id",
-      4, p4);
+    if (cm->streaming)
+        /* The file's SHA-256 is known only at its end: a placeholder until then (16
+         * bytes, so never a real one), checked against earlier uploads in CS_CHECK. */
+        q(cm,
+          "INSERT INTO campaign_uploads (org_id, campaign_id, file_sha256, rows_total) "
+          "VALUES ($1::bigint, $2::bigint, decode(md5(random()::text || clock_timestamp()::text), 'hex'), 0) "
+          "RETURNING id",
+          2, p4);
+    else
+        q(cm,
+          "INSERT INTO campaign_uploads (org_id, campaign_id, file_sha256, rows_total) "
+          "VALUES ($1::bigint, $2::bigint, decode($3, 'hex'), $4::bigint) "
+          "ON CONFLICT (campaign_id, file_sha256) DO NOTHING RETURNING id",
+          4, p4);
+    q(cm, "SELECT e164, reason FROM suppression WHERE org_id = $1::bigint", 1, p1);
+}
+
+static void rewind_stream(struct stream *st, int fd)
+{
+    st->fd = fd;
+    st->off = 0;
+    st->sent = 0;
+    st->eof = 0;
+    buf_reset(&st->pend);
 }
 
 static void queue_load(commit_t *cm)
 {
     const ingest_campaign_t *c = ingest_campaign(cm->ing);
-    long long org = c->org_id, cid = c->campaign_id, up = ingest_report(cm->ing)->upload_id;
-    char s[SQL_MAX];
-    const ingest_options_t *opt = ingest_options(cm->ing);
+    int64_t up = ingest_report(cm->ing)->upload_id;
+    char v[3][24];
+    const char *p[3] = {v[0], v[1], v[2]};
 
-    if (opt->progress) {
-        ingest_progress_t p = {.phase = cm->eof ? INGEST_PHASE_FINALIZE : INGEST_PHASE_LOAD, .rows = ingest_report(cm->ing)->rows,
-                               .bytes_total = ingest_spool_bytes(cm->ing)};
-        opt->progress(&p, opt->progress_arg);
-    }
-    if (lseek(ingest_spool_fd(cm->ing), 0, SEEK_SET) != 0) {
-        set_err(cm, "cannot rewind the spool file");
+    rewind_stream(&cm->acc, ingest_spool_fd(cm->ing));
+    rewind_stream(&cm->rej, ingest_rejects_fd(cm->ing));
+    snprintf(cm->acc.prefix, sizeof(cm->acc.prefix), "%" PRId64 "\t", up);
+    snprintf(cm->rej.prefix, sizeof(cm->rej.prefix), "%" PRId64 "\t%" PRId64 "\t", up, c->campaign_id);
+    snprintf(v[0], sizeof(v[0]), "%" PRId64, up);
+    snprintf(v[1], sizeof(v[1]), "%" PRId64, c->campaign_id);
+    snprintf(v[2], sizeof(v[2]), "%" PRId64, c->org_id);
+    cm->supf = tmpfile();
+    if (!cm->supf) {
+        set_err(cm, "cannot create a temporary file for the suppressed rows");
         return;
     }
     q(cm, "SET LOCAL work_mem = '64MB'", 0, NULL);
-    /*
-     * The staging tables are passed over several times; with the default 8 MB of local
-     * buffers each pass goes through the kernel. temp_buffers can only be raised before
-     * the session first touches a temporary table, hence the guard (a connection that
-     * did earlier uploads keeps what it has).
-     */
-    q(cm,
-      "DO $ingest$ BEGIN PERFORM set_config('temp_buffers', '256MB', true); "
-      "EXCEPTION WHEN invalid_parameter_value THEN NULL; END $ingest$",
-      0, NULL);
-    q(cm,
-      "CREATE TEMP TABLE ingest_stage (rn bigint, to_e164 text, raw text, region text, tz text, body text, "
-      "segs int, enc text, f_suffix text, f_segs int, f_enc text, tags text[], attrs jsonb, reason text, "
-      "detail text) ON COMMIT DROP",
-      0, NULL);
-    if (db_copy_in(cm->db, "COPY ingest_stage (" INGEST_STAGE_COLUMNS ") FROM STDIN", produce, cm, on_step, cm) != 0)
-        set_err(cm, "the database connection is closed");
-    else {
-        cm->outstanding++;
-        label(cm, "COPY staging");
-    }
-    /* Statistics, so that the planner hashes the staging rows instead of sorting them on disk. */
-    q(cm, "ANALYZE ingest_stage", 0, NULL);
-    q(cm,
-      "CREATE TEMP TABLE ingest_first ON COMMIT DROP AS "
-      "SELECT to_e164, min(rn) AS rn FROM ingest_stage WHERE reason IS NULL GROUP BY to_e164",
-      0, NULL);
-    q(cm, "ANALYZE ingest_first", 0, NULL);
-    q(cm,
-      sqlf(s,
-           "INSERT INTO campaign_rejects (upload_id, campaign_id, row_number, raw_value, reason, detail) "
-           "SELECT %lld, %lld, rn, raw, reason, detail FROM ingest_stage WHERE reason IS NOT NULL",
-           up, cid, 0),
-      0, NULL);
-    q(cm,
-      sqlf(s,
-           "INSERT INTO campaign_rejects (upload_id, campaign_id, row_number, raw_value, reason, detail) "
-           "SELECT %lld, %lld, s.rn, s.raw, 'duplicate', 'duplicate of row ' || f.rn "
-           "FROM ingest_stage s JOIN ingest_first f USING (to_e164) WHERE s.reason IS NULL AND s.rn <> f.rn",
-           up, cid, 0),
-      0, NULL);
-    /* The winners, with what decides their fate: already queued, suppressed, first contact. */
-    q(cm,
-      sqlf(s,
-           "CREATE TEMP TABLE ingest_win ON COMMIT DROP AS "
-           "SELECT s.rn, s.to_e164, s.raw, s.region, s.tz, s.body, s.segs, s.enc, s.f_suffix, s.f_segs, s.f_enc, "
-           "s.tags, s.attrs, o.id IS NOT NULL AS prev, o.upload_id AS prev_upload, o.upload_row AS prev_row, "
-           "sp.reason AS sup, NOT EXISTS (SELECT 1 FROM outbox x WHERE x.org_id = %lld AND x.to_e164 = s.to_e164) "
-           "AS is_first "
-           "FROM ingest_first f JOIN ingest_stage s ON s.rn = f.rn "
-           "LEFT JOIN outbox o ON o.campaign_id = %lld AND o.run_key = '' AND o.to_e164 = s.to_e164 "
-           "LEFT JOIN suppression sp ON sp.org_id = %lld AND sp.e164 = s.to_e164",
-           org, cid, org),
-      0, NULL);
-    q(cm, "ANALYZE ingest_win", 0, NULL);
-    q(cm,
-      sqlf(s,
-           "INSERT INTO campaign_rejects (upload_id, campaign_id, row_number, raw_value, reason, detail) "
-           "SELECT %lld, %lld, rn, raw, 'duplicate', CASE WHEN prev_row IS NOT NULL THEN 'duplicate of row ' || "
-           "prev_row || ' of upload ' || prev_upload ELSE 'already queued for this campaign' END "
-           "FROM ingest_win WHERE prev",
-           up, cid, 0),
-      0, NULL);
-    q(cm,
-      sqlf(s,
-           "INSERT INTO campaign_rejects (upload_id, campaign_id, row_number, raw_value, reason, detail) "
-           "SELECT %lld, %lld, rn, raw, 'suppressed', 'suppressed (' || sup || ')' "
-           "FROM ingest_win WHERE NOT prev AND sup IS NOT NULL",
-           up, cid, 0),
-      0, NULL);
-    /*
-     * Contacts: those that exist are updated only when the row brings something they
-     * lack, and the new ones are inserted with a plain INSERT, which costs about a
-     * quarter less per row than INSERT ... ON CONFLICT (speculative insertion). A
-     * contact created by someone else between the two (an inbound message from the
-     * number) makes the plain INSERT fail: the block then falls back to the upsert,
-     * which gives the same result.
-     */
-    q(cm,
-      sqlf(s,
-           "UPDATE contacts SET " CONTACT_MERGE " FROM ingest_win w "
-           "WHERE contacts.org_id = %lld AND contacts.e164 = w.to_e164 AND NOT w.prev AND w.sup IS NULL "
-           "AND " CONTACT_CHANGES,
-           org, 0, 0),
-      0, NULL);
-    q(cm,
-      sqlf(s,
-           "DO $ingest$ BEGIN "
-           "INSERT INTO contacts (org_id, e164, region, timezone, tags, attributes) "
-           "SELECT %lld, w.to_e164, w.region, w.tz, w.tags, w.attrs FROM ingest_win w WHERE NOT w.prev AND w.sup IS NULL "
-           "AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.org_id = %lld AND c.e164 = w.to_e164); "
-           "EXCEPTION WHEN unique_violation THEN "
-           "INSERT INTO contacts AS contacts (org_id, e164, region, timezone, tags, attributes) "
-           "SELECT %lld, to_e164, region, tz, tags, attrs FROM ingest_win WHERE NOT prev AND sup IS NULL "
-           "ON CONFLICT (org_id, e164) DO UPDATE SET " CONTACT_MERGE_EXCLUDED " WHERE " CONTACT_CHANGES_EXCLUDED "; "
-           "END $ingest$",
-           org, org, org),
-      0, NULL);
-    q(cm,
-      sqlf(s,
-           "INSERT INTO outbox (org_id, campaign_id, contact_id, to_e164, from_number, messaging_service_sid, "
-           "body, segments, encoding, timezone, upload_id, upload_row) "
-           "SELECT cam.org_id, cam.id, ct.id, w.to_e164, cam.from_number, cam.messaging_service_sid, "
-           "CASE WHEN w.is_first AND w.f_suffix IS NOT NULL THEN w.body || w.f_suffix ELSE w.body END, "
-           "CASE WHEN w.is_first AND w.f_suffix IS NOT NULL THEN w.f_segs ELSE w.segs END, "
-           "CASE WHEN w.is_first AND w.f_suffix IS NOT NULL THEN w.f_enc ELSE w.enc END, "
-           "w.tz, %lld, w.rn "
-           "FROM (SELECT id, org_id, from_number, messaging_service_sid FROM campaigns WHERE id = %lld) cam "
-           "CROSS JOIN ingest_win w JOIN contacts ct ON ct.org_id = cam.org_id AND ct.e164 = w.to_e164 "
-           "WHERE NOT w.prev AND w.sup IS NULL",
-           up, cid, 0),
-      0, NULL);
-    q(cm,
-      "SELECT (SELECT count(*) FROM ingest_stage WHERE reason IS NULL) - (SELECT count(*) FROM ingest_first), "
-      "count(*) FILTER (WHERE prev), count(*) FILTER (WHERE NOT prev AND sup IS NOT NULL), "
-      "count(*) FILTER (WHERE NOT prev AND sup IS NULL), "
-      "count(*) FILTER (WHERE NOT prev AND sup IS NULL AND is_first), "
-      "COALESCE(sum(CASE WHEN is_first AND f_suffix IS NOT NULL THEN f_segs ELSE segs END) "
-      "FILTER (WHERE NOT prev AND sup IS NULL), 0) FROM ingest_win",
-      0, NULL);
+    copy(cm, "COPY campaign_recipients (upload_id, " INGEST_RECIPIENT_COLUMNS ") FROM STDIN", produce_accepted,
+         "COPY recipients");
+    copy(cm, "COPY campaign_rejects (upload_id, campaign_id, " INGEST_REJECT_COLUMNS ") FROM STDIN", produce_rejects,
+         "COPY rejects");
+    (void)p;
+}
+
+/* The rows accepted and not suppressed are only known once the COPY is done. */
+static void queue_settle(commit_t *cm)
+{
+    const ingest_campaign_t *c = ingest_campaign(cm->ing);
+    char v[4][24];
+    const char *p[4] = {v[0], v[1], v[2], v[3]};
+
+    snprintf(v[0], sizeof(v[0]), "%" PRId64, ingest_report(cm->ing)->upload_id);
+    snprintf(v[1], sizeof(v[1]), "%" PRId64, c->campaign_id);
+    snprintf(v[2], sizeof(v[2]), "%" PRId64, c->org_id);
+    snprintf(v[3], sizeof(v[3]), "%lld", (long long)ingest_report(cm->ing)->accepted - cm->sup_rows);
+    q(cm, "SELECT * FROM herald_upload_settle($1::bigint, $2::bigint, $3::bigint, $4::bigint)", 4, p);
 }
 
 static void queue_record(commit_t *cm)
 {
     const ingest_report_t *rep = ingest_report(cm->ing);
-    char v[6][24];
-    const char *p[6] = {v[0], v[1], v[2], v[3], v[4], v[5]};
+    char v[7][24];
+    const char *p[8] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], rep->sha256};
 
     snprintf(v[0], sizeof(v[0]), "%" PRId64, rep->upload_id);
     snprintf(v[1], sizeof(v[1]), "%ld", rep->accepted);
@@ -349,10 +419,12 @@ static void queue_record(commit_t *cm)
     snprintf(v[3], sizeof(v[3]), "%ld", rep->duplicate);
     snprintf(v[4], sizeof(v[4]), "%ld", rep->suppressed);
     snprintf(v[5], sizeof(v[5]), "%lld", rep->segments);
+    snprintf(v[6], sizeof(v[6]), "%ld", rep->rows);
     q(cm,
       "UPDATE campaign_uploads SET accepted = $2::bigint, invalid = $3::bigint, duplicate = $4::bigint, "
-      "suppressed = $5::bigint, segments = $6::bigint WHERE id = $1::bigint",
-      6, p);
+      "suppressed = $5::bigint, segments = $6::bigint, rows_total = $7::bigint, file_sha256 = decode($8, 'hex') "
+      "WHERE id = $1::bigint",
+      8, p);
 }
 
 static void fill_summary(commit_t *cm)
@@ -360,12 +432,17 @@ static void fill_summary(commit_t *cm)
     ingest_report_t *rep = ingest_report_mut(cm->ing);
     const ingest_campaign_t *c = ingest_campaign(cm->ing);
     int64_t start = c->start_at > time(NULL) ? c->start_at : (int64_t)time(NULL);
+    const long long *st = cm->settle;
+    long long plain, first;
 
-    rep->duplicate = cm->summary[0] + cm->summary[1];
-    rep->suppressed = cm->summary[2];
-    rep->accepted = cm->summary[3];
-    rep->first_messages = cm->summary[4];
-    rep->segments = cm->summary[5];
+    /* settle: earlier-upload rows, their segs and fsegs; rows seen before, their extra segs; remaining */
+    ingest_segment_totals(cm->ing, &plain, &first);
+    (void)plain;
+    rep->duplicate = rep->by_reason[INGEST_R_DUPLICATE] + st[0];
+    rep->suppressed = cm->sup_rows;
+    rep->accepted = st[5];
+    rep->first_messages = st[5] - st[3];
+    rep->segments = first - cm->sup_fsegs - st[2] - st[4];
     rep->by_reason[INGEST_R_DUPLICATE] = rep->duplicate;
     rep->by_reason[INGEST_R_SUPPRESSED] = rep->suppressed;
     rep->cost = (double)rep->segments * c->price_per_segment;
@@ -405,6 +482,27 @@ static void advance(commit_t *cm)
         }
         break;
     case CS_LOAD:
+        if (!cm->err && cm->streaming) {
+            cm->state = CS_CHECK;
+            snprintf(cid, sizeof(cid), "%" PRId64, ingest_campaign(cm->ing)->campaign_id);
+            q(cm, "SELECT id FROM campaign_uploads WHERE campaign_id = $1::bigint AND file_sha256 = decode($2, 'hex')", 2,
+              p1);
+            if (cm->outstanding)
+                return;
+            break;
+        }
+        /* fall through */
+    case CS_CHECK:
+        if (!cm->err && rep->already_uploaded) {
+            cm->rollback = 1; /* a repeat found at the end: undo the COPYs */
+        } else if (!cm->err) {
+            cm->state = CS_SETTLE;
+            queue_settle(cm);
+            if (cm->outstanding)
+                return;
+        }
+        break;
+    case CS_SETTLE:
         if (!cm->err) {
             const ingest_options_t *opt = ingest_options(cm->ing);
             fill_summary(cm);
@@ -436,6 +534,13 @@ static void advance(commit_t *cm)
         void *arg = cm->arg;
         ingest_t *ing = cm->ing;
         char *err = cm->err;
+        buf_close(&cm->acc.pend);
+        buf_close(&cm->rej.pend);
+        ingest_numset_close(&cm->sup);
+        if (cm->supf)
+            fclose(cm->supf);
+        if (cm->wake)
+            uv_close((uv_handle_t *)cm->wake, wake_closed);
         free(cm);
         cb(ing, ingest_report(ing), err, arg);
         free(err);
@@ -448,7 +553,7 @@ int ingest_commit(ingest_t *ing, db_t *db, ingest_done_cb cb, void *arg)
 
     if (!ing || !db || !cb)
         return INGEST_EINVAL;
-    if (!ingest_finished(ing) || *ingest_committing(ing))
+    if (ingest_stage1(ing) < 0 || *ingest_committing(ing))
         return INGEST_ESTATE;
     cm = xcalloc(1, sizeof(*cm));
     cm->ing = ing;
@@ -456,6 +561,10 @@ int ingest_commit(ingest_t *ing, db_t *db, ingest_done_cb cb, void *arg)
     cm->cb = cb;
     cm->arg = arg;
     cm->state = CS_CLAIM;
+    cm->streaming = !ingest_finished(ing);
+    ingest_numset_init(&cm->sup);
+    buf_init(&cm->acc.pend, 2 * INGEST_MAX_ROW * 8);
+    buf_init(&cm->rej.pend, 2 * INGEST_MAX_ROW * 8);
     clock_gettime(CLOCK_MONOTONIC, &cm->t0);
     cm->last = cm->t0;
     *ingest_committing(ing) = 1;
@@ -464,6 +573,9 @@ int ingest_commit(ingest_t *ing, db_t *db, ingest_done_cb cb, void *arg)
         /* Nothing could be queued: the connection is closed. */
         *ingest_committing(ing) = 0;
         free(cm->err);
+        buf_close(&cm->acc.pend);
+        buf_close(&cm->rej.pend);
+        ingest_numset_close(&cm->sup);
         free(cm);
         return INGEST_EINVAL;
     }

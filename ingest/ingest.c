@@ -2,10 +2,12 @@
  * Stage 1 of an upload (see ingest.h): the CSV bytes go through libcsv on the
  * feeding thread, which only splits records and fields into batches; a small pool of
  * worker threads runs the per-row step of row.c on each batch (phone normalization
- * and body rendering are the expensive parts) and appends the resulting COPY lines
- * to an unlinked spool file. The queue between them holds a few batches, so memory
- * stays flat whatever the size of the file; the order of lines in the spool does not
- * matter because every line carries its record number.
+ * and body rendering are the expensive parts). The workers then take turns, in batch
+ * order, to write their results: a number seen earlier in the file becomes a
+ * "duplicate of row N" reject (first row wins), accepted rows go to one unlinked spool
+ * file and rejects to another, both in file order. The queue between parser and
+ * workers holds a few batches, so memory stays flat whatever the size of the file,
+ * but for the set of numbers seen (12 bytes a slot, see numset.c).
  */
 #include "ingest/ingest_int.h"
 #include "common/xalloc.h"
@@ -24,7 +26,7 @@
 #define BATCH_ROWS 4096
 #define BATCH_BYTES (2u * 1024 * 1024)
 #define BATCH_FIELDS 65536
-#define OUT_CAP (64u * 1024 * 1024)
+#define OUT_CAP (256u * 1024 * 1024)
 #define OUT_FLUSH (4u * 1024 * 1024)
 #define HEADER_CAP (INGEST_MAX_COLUMNS * (INGEST_MAX_NAME + 8) + 4096)
 
@@ -38,6 +40,7 @@ typedef struct brow {
 
 typedef struct batch {
     struct batch *next;
+    uint64_t seq; /* order of submission: results are written in this order */
     int nrows;
     brow_t rows[BATCH_ROWS];
     size_t nf, capf;
@@ -74,17 +77,24 @@ struct ingest {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_space, cv_free;
     batch_t *q_head, *q_tail, *free_list;
+    uint64_t next_seq;   /* given to the next batch submitted */
+    uint64_t next_write; /* the batch whose results are written next */
+    pthread_cond_t cv_turn;
     int q_len, q_max, n_batches, max_batches;
     int stopping;
     int nthreads;
     pthread_t threads[INGEST_MAX_THREADS];
     int threads_started;
 
-    /* Spool and results, under mu. */
-    int spool_fd;
-    uint64_t spool_bytes;
-    int io_error;
+    /* Spools, numbers seen and results: touched only by the worker whose turn it is. */
+    int spool_fd, rej_fd;
+    uint64_t spool_bytes, rej_bytes;
+    buf_t acc_out, rej_out;
+    ingest_numset_t seen;
+    long long seg_plain, seg_first;
+    int io_error; /* under mu */
     atomic_long rows_parsed;
+    atomic_int stage1; /* 0 running, 1 finished (spools complete), -1 failed */
     ingest_report_t rep;
     int committing;
 };
@@ -133,51 +143,130 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static void spool_write(ingest_t *ing, buf_t *out)
+static void flush_to(ingest_t *ing, int fd, buf_t *out, uint64_t *bytes)
 {
     if (out->len == 0)
         return;
-    pthread_mutex_lock(&ing->mu);
-    if (!ing->io_error && write_all(ing->spool_fd, out->data, out->len) != 0)
-        ing->io_error = errno ? errno : EIO;
-    ing->spool_bytes += out->len;
-    pthread_mutex_unlock(&ing->mu);
+    if (write_all(fd, out->data, out->len) != 0) {
+        pthread_mutex_lock(&ing->mu);
+        if (!ing->io_error)
+            ing->io_error = errno ? errno : EIO;
+        pthread_mutex_unlock(&ing->mu);
+    }
+    *bytes += out->len;
     buf_reset(out);
 }
 
-typedef struct worker_counts {
-    long accepted_candidates;
-    long by_reason[INGEST_R_COUNT];
-} worker_counts_t;
+/* What the write turn needs of each row of a processed batch. */
+typedef struct rowmeta {
+    long rn;
+    int reason;
+    unsigned segs, fsegs;
+    uint64_t key;
+    size_t off, len; /* its staging line in the worker's output */
+} rowmeta_t;
 
-static void process_batch(ingest_t *ing, ingest_rowctx_t *x, batch_t *b, buf_t *out, worker_counts_t *wc,
-                          const char **fp, size_t *fl)
+static int process_batch(ingest_rowctx_t *x, batch_t *b, buf_t *out, rowmeta_t *meta, const char **fp,
+                         size_t *fl)
 {
     for (int r = 0; r < b->nrows; r++) {
         const brow_t *br = &b->rows[r];
         ingest_row_t row = {.rn = br->rn, .nfields = br->nfields, .f = fp, .len = fl, .flags = br->flags};
         ingest_row_result_t res;
+        size_t off = out->len;
 
         for (int i = 0; i < br->nfields; i++) {
             fp[i] = b->data.data + b->off[br->field0 + i];
             fl[i] = b->len[br->field0 + i];
         }
-        if (ingest_row_process(x, &row, out, &res) != 0) {
-            /* One row can not fill OUT_CAP (rows are capped far below it): flush and retry. */
-            spool_write(ing, out);
-            if (ingest_row_process(x, &row, out, &res) != 0) {
-                pthread_mutex_lock(&ing->mu);
-                ing->io_error = ENOBUFS;
-                pthread_mutex_unlock(&ing->mu);
-                return;
-            }
+        if (ingest_row_process(x, &row, out, &res) != 0)
+            return -1; /* a batch can not fill OUT_CAP: rows and batches are capped far below it */
+        meta[r] = (rowmeta_t){.rn = br->rn, .reason = res.reason, .segs = res.segments,
+                              .fsegs = res.first_segments, .key = res.reason < 0 ? ingest_e164_key(res.e164) : 0,
+                              .off = off, .len = out->len - off};
+    }
+    return 0;
+}
+
+/* Field k (0-based) of a tab-separated staging line; *n its length. */
+static const char *line_field(const char *line, size_t len, int k, size_t *n)
+{
+    const char *p = line, *end = line + len, *t;
+
+    for (; k > 0 && p < end; k--) {
+        t = memchr(p, '\t', (size_t)(end - p));
+        p = t ? t + 1 : end;
+    }
+    t = memchr(p, '\t', (size_t)(end - p));
+    *n = (size_t)((t ? t : end) - p);
+    return p;
+}
+
+/* The reject line "rn<TAB>raw<TAB>reason<TAB>detail" of a staging line. */
+static int put_reject(buf_t *o, const char *line, size_t len, const char *reason, const char *detail)
+{
+    size_t n;
+    const char *f;
+    int rc = 0;
+
+    f = line_field(line, len, 0, &n);
+    rc |= buf_append(o, f, n);
+    rc |= buf_append(o, "\t", 1);
+    f = line_field(line, len, 2, &n);
+    rc |= buf_append(o, f, n);
+    rc |= buf_append(o, "\t", 1);
+    if (reason) {
+        rc |= buf_puts(o, reason);
+        rc |= buf_append(o, "\t", 1);
+        rc |= buf_puts(o, detail);
+    } else {
+        f = line_field(line, len, 13, &n);
+        rc |= buf_append(o, f, n);
+        rc |= buf_append(o, "\t", 1);
+        f = line_field(line, len, 14, &n);
+        rc |= buf_append(o, f, n);
+    }
+    rc |= buf_append(o, "\n", 1);
+    return rc;
+}
+
+/* The writing turn of one batch: de-duplicates against the numbers seen and spools. */
+static void write_batch(ingest_t *ing, const buf_t *out, const rowmeta_t *meta, int nrows)
+{
+    static const char tail[] = "\t\\N\t\\N\n"; /* reason, detail of an accepted line */
+
+    for (int r = 0; r < nrows; r++) {
+        const rowmeta_t *m = &meta[r];
+        const char *line = out->data + m->off;
+        uint32_t first;
+        int rc;
+
+        if (m->reason >= 0) {
+            rc = put_reject(&ing->rej_out, line, m->len - 1, NULL, NULL);
+            ing->rep.by_reason[m->reason]++;
+        } else if (m->key != 0 && ingest_numset_put(&ing->seen, m->key, (uint32_t)m->rn, &first)) {
+            char detail[48];
+            snprintf(detail, sizeof(detail), "duplicate of row %lu", (unsigned long)first);
+            rc = put_reject(&ing->rej_out, line, m->len - 1, "duplicate", detail);
+            ing->rep.by_reason[INGEST_R_DUPLICATE]++;
+        } else {
+            size_t keep = m->len - (sizeof(tail) - 1);
+            rc = buf_append(&ing->acc_out, line, keep);
+            rc |= buf_append(&ing->acc_out, "\n", 1);
+            ing->rep.accepted++;
+            ing->seg_plain += m->segs;
+            ing->seg_first += m->fsegs;
         }
-        if (res.reason < 0)
-            wc->accepted_candidates++;
-        else
-            wc->by_reason[res.reason]++;
-        if (out->len >= OUT_FLUSH)
-            spool_write(ing, out);
+        if (rc != 0) {
+            pthread_mutex_lock(&ing->mu);
+            ing->io_error = ENOBUFS;
+            pthread_mutex_unlock(&ing->mu);
+            return;
+        }
+        if (ing->acc_out.len >= OUT_FLUSH)
+            flush_to(ing, ing->spool_fd, &ing->acc_out, &ing->spool_bytes);
+        if (ing->rej_out.len >= OUT_FLUSH)
+            flush_to(ing, ing->rej_fd, &ing->rej_out, &ing->rej_bytes);
     }
 }
 
@@ -186,7 +275,7 @@ static void *worker_main(void *arg)
     ingest_t *ing = arg;
     ingest_rowctx_t x;
     buf_t out;
-    worker_counts_t wc = {0};
+    rowmeta_t *meta = xcalloc(BATCH_ROWS, sizeof(*meta));
     const char **fp = xcalloc(INGEST_MAX_COLUMNS + 1, sizeof(*fp));
     size_t *fl = xcalloc(INGEST_MAX_COLUMNS + 1, sizeof(*fl));
 
@@ -194,6 +283,9 @@ static void *worker_main(void *arg)
     buf_init(&out, OUT_CAP);
     for (;;) {
         batch_t *b;
+        uint64_t seq;
+        int nrows, failed;
+
         pthread_mutex_lock(&ing->mu);
         while (!ing->q_head && !ing->stopping)
             pthread_cond_wait(&ing->cv_work, &ing->mu);
@@ -209,23 +301,35 @@ static void *worker_main(void *arg)
         pthread_cond_signal(&ing->cv_space);
         pthread_mutex_unlock(&ing->mu);
 
-        process_batch(ing, &x, b, &out, &wc, fp, fl);
+        buf_reset(&out);
+        failed = process_batch(&x, b, &out, meta, fp, fl);
+        seq = b->seq;
+        nrows = b->nrows;
 
         pthread_mutex_lock(&ing->mu);
         batch_reset(b);
         b->next = ing->free_list;
         ing->free_list = b;
         pthread_cond_signal(&ing->cv_free);
+        if (failed)
+            ing->io_error = ENOBUFS;
+        /* Wait for this batch's turn: the batches before it are held by working threads. */
+        while (ing->next_write != seq)
+            pthread_cond_wait(&ing->cv_turn, &ing->mu);
+        failed = failed || ing->io_error;
+        pthread_mutex_unlock(&ing->mu);
+
+        if (!failed)
+            write_batch(ing, &out, meta, nrows);
+
+        pthread_mutex_lock(&ing->mu);
+        ing->next_write++;
+        pthread_cond_broadcast(&ing->cv_turn);
         pthread_mutex_unlock(&ing->mu);
     }
-    spool_write(ing, &out);
-    pthread_mutex_lock(&ing->mu);
-    ing->rep.accepted += wc.accepted_candidates;
-    for (int i = 0; i < INGEST_R_COUNT; i++)
-        ing->rep.by_reason[i] += wc.by_reason[i];
-    pthread_mutex_unlock(&ing->mu);
     buf_close(&out);
     ingest_rowctx_close(&x);
+    free(meta);
     free(fp);
     free(fl);
     return NULL;
@@ -242,6 +346,7 @@ static void submit(ingest_t *ing)
     while (ing->q_len >= ing->q_max)
         pthread_cond_wait(&ing->cv_space, &ing->mu);
     b->next = NULL;
+    b->seq = ing->next_seq++;
     if (ing->q_tail)
         ing->q_tail->next = b;
     else
@@ -430,6 +535,11 @@ int ingest_new(const ingest_campaign_t *c, const ingest_options_t *opt, ingest_t
     pthread_cond_init(&ing->cv_work, NULL);
     pthread_cond_init(&ing->cv_space, NULL);
     pthread_cond_init(&ing->cv_free, NULL);
+    pthread_cond_init(&ing->cv_turn, NULL);
+    buf_init(&ing->acc_out, OUT_CAP);
+    buf_init(&ing->rej_out, OUT_CAP);
+    ingest_numset_init(&ing->seen);
+    ing->rej_fd = -1;
     buf_init(&ing->hdr_data, HEADER_CAP);
     ing->cur = batch_new();
     ing->n_batches = 1;
@@ -439,6 +549,15 @@ int ingest_new(const ingest_campaign_t *c, const ingest_options_t *opt, ingest_t
     snprintf(path, sizeof(path), "%s/herald-upload.XXXXXX", dir && *dir ? dir : "/tmp");
     ing->spool_fd = mkstemp(path);
     if (ing->spool_fd < 0) {
+        rc = INGEST_EIO;
+        snprintf(err->reason, sizeof(err->reason), "cannot create a spool file in %s: %s", dir ? dir : "/tmp",
+                 strerror(errno));
+        goto out;
+    }
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/herald-rejects.XXXXXX", dir && *dir ? dir : "/tmp");
+    ing->rej_fd = mkstemp(path);
+    if (ing->rej_fd < 0) {
         rc = INGEST_EIO;
         snprintf(err->reason, sizeof(err->reason), "cannot create a spool file in %s: %s", dir ? dir : "/tmp",
                  strerror(errno));
@@ -484,6 +603,7 @@ static int check_fatal(ingest_t *ing, ingest_error_t *err)
     if (!ing->fatal.code)
         return 0;
     ing->state = ST_FAILED;
+    atomic_store_explicit(&ing->stage1, -1, memory_order_release);
     *err = ing->fatal;
     return ing->fatal.code;
 }
@@ -566,16 +686,22 @@ int ingest_finish(ingest_t *ing, ingest_error_t *err)
     if (!ing->fatal.code && ing->state == ST_ROWS)
         submit(ing);
     stop_threads(ing);
+    if (!ing->fatal.code) {
+        flush_to(ing, ing->spool_fd, &ing->acc_out, &ing->spool_bytes);
+        flush_to(ing, ing->rej_fd, &ing->rej_out, &ing->rej_bytes);
+    }
     if ((rc = check_fatal(ing, err)) != 0)
         return rc;
     if (ing->state == ST_HEADER) {
         ing->state = ST_FAILED;
+        atomic_store_explicit(&ing->stage1, -1, memory_order_release);
         err->code = INGEST_EEMPTY;
         snprintf(err->reason, sizeof(err->reason), "the file is empty: a header row is required (with a phone column)");
         return INGEST_EEMPTY;
     }
     if (ing->rn <= 1) {
         ing->state = ST_FAILED;
+        atomic_store_explicit(&ing->stage1, -1, memory_order_release);
         err->code = INGEST_ENOROWS;
         err->row = 1;
         snprintf(err->reason, sizeof(err->reason), "the file has a header row but no data rows");
@@ -589,8 +715,10 @@ int ingest_finish(ingest_t *ing, ingest_error_t *err)
     for (int i = 0; i < INGEST_R_COUNT; i++)
         if (i != INGEST_R_DUPLICATE && i != INGEST_R_SUPPRESSED)
             ing->rep.invalid += ing->rep.by_reason[i];
+    ing->rep.duplicate = ing->rep.by_reason[INGEST_R_DUPLICATE];
     ing->rep.parse_seconds = elapsed(&ing->t0);
     ing->state = ST_FINISHED;
+    atomic_store_explicit(&ing->stage1, 1, memory_order_release);
     return 0;
 }
 
@@ -626,6 +754,12 @@ void ingest_free(ingest_t *ing)
         EVP_MD_CTX_free(ing->sha);
     if (ing->spool_fd >= 0)
         close(ing->spool_fd);
+    if (ing->rej_fd >= 0)
+        close(ing->rej_fd);
+    buf_close(&ing->acc_out);
+    buf_close(&ing->rej_out);
+    ingest_numset_close(&ing->seen);
+    pthread_cond_destroy(&ing->cv_turn);
     ingest_header_free(&ing->hdr);
     buf_close(&ing->hdr_data);
     pthread_mutex_destroy(&ing->mu);
@@ -647,6 +781,22 @@ uint64_t ingest_spool_bytes(const ingest_t *ing)
     return ing->spool_bytes;
 }
 
+int ingest_rejects_fd(const ingest_t *ing)
+{
+    return ing->rej_fd;
+}
+
+uint64_t ingest_rejects_bytes(const ingest_t *ing)
+{
+    return ing->rej_bytes;
+}
+
+void ingest_segment_totals(const ingest_t *ing, long long *plain, long long *first)
+{
+    *plain = ing->seg_plain;
+    *first = ing->seg_first;
+}
+
 ingest_report_t *ingest_report_mut(ingest_t *ing)
 {
     return &ing->rep;
@@ -664,7 +814,21 @@ const ingest_campaign_t *ingest_campaign(const ingest_t *ing)
 
 int ingest_finished(const ingest_t *ing)
 {
-    return ing->state == ST_FINISHED;
+    return atomic_load_explicit(&((ingest_t *)ing)->stage1, memory_order_acquire) == 1;
+}
+
+int ingest_stage1(const ingest_t *ing)
+{
+    return atomic_load_explicit(&((ingest_t *)ing)->stage1, memory_order_acquire);
+}
+
+void ingest_abort(ingest_t *ing)
+{
+    if (ing->state != ST_FINISHED) {
+        stop_threads(ing);
+        ing->state = ST_FAILED;
+        atomic_store_explicit(&ing->stage1, -1, memory_order_release);
+    }
 }
 
 int *ingest_committing(ingest_t *ing)

@@ -10,12 +10,21 @@
  *     `region` column or the campaign's region), its body rendered from the template,
  *     given opt-out language and counted in segments, by a pool of worker threads.
  *     Results go to an unlinked spool file, so memory does not grow with the file.
+ *     Numbers seen earlier in the file are rejected as duplicates (first row wins).
  *  2. Commit (ingest_commit, asynchronous on a db_t): one transaction COPYs the
- *     spool into a staging table, then de-duplicates (within the file and against
- *     earlier uploads to the campaign), drops suppressed numbers, upserts contacts,
- *     queues the outbox and records every rejected row in campaign_rejects. The same
- *     file uploaded again to the same campaign is recognised by its SHA-256 and
- *     queues nothing. A dry run does all of it and rolls back.
+ *     accepted rows into campaign_recipients, leaving out suppressed numbers, and the
+ *     rejected ones into campaign_rejects, then takes out numbers an earlier upload to
+ *     the campaign brought. The outbox and contacts are filled from the recipients
+ *     while the campaign sends (migration 007). The same file uploaded again to the
+ *     same campaign is recognised by its SHA-256 and queues nothing. A dry run does
+ *     all of it and rolls back.
+ *
+ * The two stages overlap when ingest_commit() is called before ingest_finish(): the
+ * COPY then follows the parse as the spools grow, and the transaction ends once
+ * ingest_finish() has been called and the spools are drained (a repeated file is then
+ * only recognised at the end). The feeding must then happen on another thread than
+ * the loop's. If the input fails, ingest_finish() or ingest_abort() makes the commit
+ * roll back and report an error.
  *
  * A failure or a dropped connection at any point leaves the database as it was.
  *
@@ -206,9 +215,9 @@ typedef void (*ingest_done_cb)(ingest_t *ing, const ingest_report_t *report, con
 
 /*
  * Runs stage 2 on db (borrowed; it must not be used for anything else until cb runs).
- * cb runs once, from the loop, never from inside this call. Returns 0, or
- * INGEST_ESTATE (ingest_finish() not done, or commit already started) / INGEST_EINVAL
- * (then cb never runs).
+ * May be called before ingest_finish() (see the top of this file). cb runs once, from
+ * the loop, never from inside this call. Returns 0, or INGEST_ESTATE (stage 1 failed,
+ * or commit already started) / INGEST_EINVAL (then cb never runs).
  */
 INGEST_MUSTCHECK int ingest_commit(ingest_t *ing, db_t *db, ingest_done_cb cb, void *arg);
 
@@ -217,6 +226,12 @@ const ingest_report_t *ingest_report(const ingest_t *ing);
 
 /* Rows parsed so far; safe to call from the thread that feeds. */
 long ingest_rows_parsed(const ingest_t *ing);
+
+/*
+ * Gives up on the input (from the feeding thread): stops the workers; a commit that is
+ * following the parse rolls back and reports an error. Then only ingest_free() is left.
+ */
+void ingest_abort(ingest_t *ing);
 
 /* Stops the workers, deletes the spool and frees everything. Not during a commit. NULL is fine. */
 void ingest_free(ingest_t *ing);

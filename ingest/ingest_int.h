@@ -108,6 +108,7 @@ typedef struct ingest_row_result {
     int reason;          /* -1 accepted, else an ingest_reason_t */
     char e164[17];
     unsigned segments;   /* of the body without a first-message footer */
+    unsigned first_segments; /* with the first-message footer (= segments when there is none) */
     char detail[160];    /* reason detail for a reject */
 } ingest_row_result_t;
 
@@ -127,15 +128,56 @@ INGEST_MUSTCHECK int ingest_copy_escape(buf_t *out, const char *s, size_t n);
 /* 1 if s[0..n) is valid UTF-8 without NUL bytes. */
 int ingest_utf8_ok(const char *s, size_t n);
 
-/* Between ingest.c (stage 1) and commit.c (stage 2): the spool and its size, the report
- * being filled, the options and campaign given to ingest_new, whether stage 1 ended
- * cleanly, and the flag that keeps two commits from running at once. */
+/*
+ * A set of E.164 numbers (as the integer of their digits) with the record number that
+ * brought each in first: the within-file de-duplication of stage 1. 8 bytes a number
+ * for numbers of up to 12 digits in the first 16M records, 12 otherwise; see numset.c.
+ */
+#define INGEST_NUMSET_PARTS 256
+typedef struct ingest_numset {
+    struct ingest_numset_packed {
+        uint64_t *slots; /* key << 24 | record number; 0: empty */
+        size_t cap, n;
+    } packed[INGEST_NUMSET_PARTS];
+    struct ingest_numset_wide {
+        uint64_t *keys; /* 0: empty */
+        uint32_t *vals;
+        size_t cap, n;
+    } wide[INGEST_NUMSET_PARTS];
+    size_t n;
+} ingest_numset_t;
+
+void ingest_numset_init(ingest_numset_t *s);
+void ingest_numset_close(ingest_numset_t *s);
+/* Adds key -> val. Returns 0 when added, 1 when the key was there (*first = its value). */
+int ingest_numset_put(ingest_numset_t *s, uint64_t key, uint32_t val, uint32_t *first);
+/* Bytes the set's tables take. */
+size_t ingest_numset_bytes(const ingest_numset_t *s);
+/* 1 and *val when key is in the set, else 0. */
+int ingest_numset_get(const ingest_numset_t *s, uint64_t key, uint32_t *val);
+/* The digits of "+E164" as an integer (0 for anything else). */
+uint64_t ingest_e164_key(const char *e164);
+
+/*
+ * Between ingest.c (stage 1) and commit.c (stage 2). Stage 1 leaves two spools, both in
+ * file order: the accepted rows (first occurrence of each number), one line each in the
+ * column order INGEST_RECIPIENT_COLUMNS, and the rejected rows as INGEST_REJECT_COLUMNS.
+ */
+#define INGEST_RECIPIENT_COLUMNS "rn, to_e164, raw, region, tz, body, segs, enc, f_suffix, f_segs, f_enc, tags, attrs"
+#define INGEST_REJECT_COLUMNS "row_number, raw_value, reason, detail"
 int ingest_spool_fd(const ingest_t *ing);
 uint64_t ingest_spool_bytes(const ingest_t *ing);
+int ingest_rejects_fd(const ingest_t *ing);
+uint64_t ingest_rejects_bytes(const ingest_t *ing);
+/* Segments of the accepted rows of stage 1: plain, and each with its first-message footer. */
+void ingest_segment_totals(const ingest_t *ing, long long *plain, long long *first);
 ingest_report_t *ingest_report_mut(ingest_t *ing);
 const ingest_options_t *ingest_options(const ingest_t *ing);
 const ingest_campaign_t *ingest_campaign(const ingest_t *ing);
 int ingest_finished(const ingest_t *ing);
+/* 0 while stage 1 runs, 1 once it finished cleanly (the spools are complete), -1 if it
+ * failed. Safe from any thread. */
+int ingest_stage1(const ingest_t *ing);
 int *ingest_committing(ingest_t *ing);
 
 #endif

@@ -474,12 +474,28 @@ static int build_attrs(ingest_rowctx_t *x, const ingest_row_t *row)
             return BUF_ETOOBIG;    \
     } while (0)
 
+/* Appends the decimal digits of v (>= 0) and then the NUL-terminated suffix. */
+static int put_num(buf_t *out, unsigned long v, const char *suffix)
+{
+    char d[24];
+    int n = 0;
+
+    do {
+        d[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (int i = 0; i < n / 2; i++) {
+        char t = d[i];
+        d[i] = d[n - 1 - i];
+        d[n - 1 - i] = t;
+    }
+    TRY(buf_append(out, d, (size_t)n));
+    return buf_puts(out, suffix);
+}
+
 static int put_reject(buf_t *out, const ingest_row_t *row, const char *raw, size_t rawlen, ingest_row_result_t *res)
 {
-    char num[32];
-
-    snprintf(num, sizeof(num), "%ld\t\\N\t", row->rn);
-    TRY(buf_puts(out, num));
+    TRY(put_num(out, (unsigned long)row->rn, "\t\\N\t"));
     TRY(put_raw(out, raw, rawlen));
     TRY(buf_puts(out, "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"));
     TRY(buf_puts(out, ingest_reason_name((ingest_reason_t)res->reason)));
@@ -506,12 +522,12 @@ int ingest_row_process(ingest_rowctx_t *x, const ingest_row_t *row, buf_t *out, 
     phone_result_t pr;
     footer_result_t fr0, fr1;
     int rc, ncheck;
-    char num[32];
 
     res->reason = -1;
     res->detail[0] = '\0';
     res->e164[0] = '\0';
     res->segments = 0;
+    res->first_segments = 0;
     if (h->phone_col < row->nfields) {
         phone = row->f[h->phone_col];
         phone_len = row->len[h->phone_col];
@@ -587,14 +603,35 @@ int ingest_row_process(ingest_rowctx_t *x, const ingest_row_t *row, buf_t *out, 
     }
     buf_reset(&x->plain);
     buf_reset(&x->first);
-    if (footer_apply(buf_str(&x->body), c->footer_text, c->footer_policy, 0, 0, &x->plain, &fr0) != 0 ||
-        (c->footer_policy == FOOTER_POLICY_FIRST &&
-         footer_apply(buf_str(&x->body), c->footer_text, c->footer_policy, 1, 0, &x->first, &fr1) != 0)) {
+    if (c->footer_policy == FOOTER_POLICY_FIRST) {
+        /*
+         * One footer_apply for the first-message variant; the plain one is the body as
+         * rendered, whose segments that call measured too (segments_before).
+         */
+        if (footer_apply(buf_str(&x->body), c->footer_text, c->footer_policy, 1, 0, &x->first, &fr1) != 0) {
+            snprintf(res->detail, sizeof(res->detail), "rendered body is longer than %d characters", SMS_MAX_UNITS);
+            return reject(out, row, phone, phone_len, res, INGEST_R_BODY_TOO_LONG);
+        }
+        TRY(buf_append(&x->plain, x->body.data, x->body.len));
+        fr0 = fr1;
+        if (fr1.appended) {
+            fr0.required = 0;
+            fr0.appended = 0;
+            fr0.segments_after = fr1.segments_before;
+            fr0.added_segments = 0;
+            fr0.encoding_after = fr1.encoding_before;
+            fr0.encoding_changed = 0;
+            if (fr1.over_limit) {
+                sms_info_t si;
+                fr0.over_limit = sms_analyze(x->plain.data, x->plain.len, 0, &si) == 0 ? si.over_limit : 1;
+            }
+        }
+    } else if (footer_apply(buf_str(&x->body), c->footer_text, c->footer_policy, 0, 0, &x->plain, &fr0) != 0) {
         snprintf(res->detail, sizeof(res->detail), "rendered body is longer than %d characters", SMS_MAX_UNITS);
         return reject(out, row, phone, phone_len, res, INGEST_R_BODY_TOO_LONG);
-    }
-    if (c->footer_policy != FOOTER_POLICY_FIRST)
+    } else {
         fr1 = fr0;
+    }
     if (fr0.over_limit || fr1.over_limit) {
         sms_info_t si;
         const buf_t *b = fr1.over_limit && c->footer_policy == FOOTER_POLICY_FIRST ? &x->first : &x->plain;
@@ -618,8 +655,8 @@ int ingest_row_process(ingest_rowctx_t *x, const ingest_row_t *row, buf_t *out, 
     /* rn, to_e164, raw, region, tz, body, segs, enc, f_suffix, f_segs, f_enc, tags, attrs, reason, detail */
     memcpy(res->e164, pr.e164, sizeof(res->e164));
     res->segments = fr0.segments_after;
-    snprintf(num, sizeof(num), "%ld\t", row->rn);
-    TRY(buf_puts(out, num));
+    res->first_segments = fr0.segments_after;
+    TRY(put_num(out, (unsigned long)row->rn, "\t"));
     TRY(buf_puts(out, pr.e164));
     TRY(buf_puts(out, "\t"));
     TRY(put_raw(out, phone, phone_len));
@@ -632,13 +669,18 @@ int ingest_row_process(ingest_rowctx_t *x, const ingest_row_t *row, buf_t *out, 
         TRY(buf_puts(out, "\\N"));
     TRY(buf_puts(out, "\t"));
     TRY(ingest_copy_escape(out, x->plain.data, x->plain.len));
-    snprintf(num, sizeof(num), "\t%u\t%s\t", fr0.segments_after, sms_encoding_name(fr0.encoding_after));
-    TRY(buf_puts(out, num));
+    TRY(buf_puts(out, "\t"));
+    TRY(put_num(out, fr0.segments_after, "\t"));
+    TRY(buf_puts(out, sms_encoding_name(fr0.encoding_after)));
+    TRY(buf_puts(out, "\t"));
     if (c->footer_policy == FOOTER_POLICY_FIRST && x->first.len > x->plain.len &&
         memcmp(x->first.data, x->plain.data, x->plain.len) == 0) {
         TRY(ingest_copy_escape(out, x->first.data + x->plain.len, x->first.len - x->plain.len));
-        snprintf(num, sizeof(num), "\t%u\t%s\t", fr1.segments_after, sms_encoding_name(fr1.encoding_after));
-        TRY(buf_puts(out, num));
+        TRY(buf_puts(out, "\t"));
+        TRY(put_num(out, fr1.segments_after, "\t"));
+        TRY(buf_puts(out, sms_encoding_name(fr1.encoding_after)));
+        TRY(buf_puts(out, "\t"));
+        res->first_segments = fr1.segments_after;
     } else {
         TRY(buf_puts(out, "\\N\t\\N\t\\N\t"));
     }

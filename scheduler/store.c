@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Fill a campaign's outbox by this many rows when fewer than SCHED_FILL_LOW are due. */
+#define SCHED_FILL_LOW "15000"
+#define SCHED_FILL_CHUNK "8000"
+
 #define LEASE_UPDATE                                                                                              \
     "UPDATE outbox o SET state = 'sending', lease_owner = $3, "                                                  \
     "lease_expires_at = now() + $4::int * interval '1 second', "                                                 \
@@ -68,14 +72,21 @@ const char sched_sql_reconciled[] =
 const char sched_sql_suppress[] = "SELECT herald_sched_suppress($1::bigint, $2, NULLIF($3, ''), NULLIF($4, ''))";
 
 /* $1 campaign filter or NULL, $2 ids of the campaigns this process has lanes for. */
+/*
+ * Each round first moves the next recipients of running campaigns whose queue is short
+ * into the outbox (herald_fill_due, migration 007); a campaign with recipients left
+ * counts as having work even when none of its outbox rows is due yet.
+ */
 const char sched_sql_discover[] =
+    "WITH f AS MATERIALIZED (SELECT herald_fill_due($1::bigint, " SCHED_FILL_LOW ", " SCHED_FILL_CHUNK ") AS n) "
     "SELECT c.id, c.org_id, c.status, COALESCE(c.from_number, c.messaging_service_sid), c.from_number IS NULL, "
     "COALESCE(c.rate_mps, 0)::float8, COALESCE(n.mps, 0)::float8, COALESCE(c.timezone, ''), "
     "COALESCE(c.quiet_start_min, -1), COALESCE(c.quiet_end_min, -1), c.cron IS NOT NULL, "
-    "EXISTS (SELECT 1 FROM outbox o WHERE o.campaign_id = c.id AND o.state IN ('queued', 'sending') "
+    "(EXISTS (SELECT 1 FROM outbox o WHERE o.campaign_id = c.id AND o.state IN ('queued', 'sending') "
     "  AND o.next_attempt_at <= now() AND (c.cron IS NULL OR o.run_key <> '') "
     "  AND c.status IN ('running', 'canceled')) "
-    "FROM campaigns c LEFT JOIN numbers n ON n.e164 = c.from_number "
+    "  OR (c.status = 'running' AND c.cron IS NULL AND herald_unfilled(c.id) > 0)) "
+    "FROM f, campaigns c LEFT JOIN numbers n ON n.e164 = c.from_number "
     "WHERE ($1::bigint IS NULL OR c.id = $1::bigint) AND (c.status = 'running' OR c.id = ANY ($2::bigint[]) "
     "  OR (c.status = 'canceled' AND EXISTS (SELECT 1 FROM outbox o WHERE o.campaign_id = c.id "
     "      AND o.state IN ('queued', 'sending') AND o.next_attempt_at <= now())))";
@@ -92,7 +103,8 @@ const char sched_sql_complete[] =
     "UPDATE campaigns c SET status = CASE WHEN c.cron IS NULL THEN 'completed' ELSE 'scheduled' END, "
     "updated_at = now() WHERE c.status = 'running' AND ($1::bigint IS NULL OR c.id = $1::bigint) "
     "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign_id = c.id AND o.state IN ('queued', 'sending') "
-    "AND (c.cron IS NULL OR o.run_key <> '')) RETURNING c.id, c.status";
+    "AND (c.cron IS NULL OR o.run_key <> '')) AND (c.cron IS NOT NULL OR herald_unfilled(c.id) = 0) "
+    "RETURNING c.id, c.status";
 
 const char sched_sql_promote[] =
     "UPDATE campaigns SET status = 'running', updated_at = now() WHERE status = 'scheduled' AND cron IS NULL "
@@ -123,9 +135,13 @@ const char sched_sql_campaign_get[] =
 const char sched_sql_campaign_set[] = "SELECT herald_campaign_set_status($1::bigint, $2::bigint, $3, $4, "
                                       "to_timestamp(NULLIF($5, '')::float8))";
 
+/* Recipients not yet in the outbox count as queued (canceled once the campaign is). */
 const char sched_sql_campaign_counts[] =
-    "SELECT state, count(*) FROM outbox WHERE campaign_id = $1::bigint "
-    "AND (run_key <> '' OR (SELECT cron FROM campaigns WHERE id = $1::bigint) IS NULL) "
+    "SELECT state, sum(n)::bigint FROM ("
+    "SELECT state, count(*) AS n FROM outbox WHERE campaign_id = $1::bigint "
+    "AND (run_key <> '' OR (SELECT cron FROM campaigns WHERE id = $1::bigint) IS NULL) GROUP BY state "
+    "UNION ALL SELECT CASE WHEN status = 'canceled' THEN 'canceled' ELSE 'queued' END, herald_unfilled(id) "
+    "FROM campaigns WHERE id = $1::bigint AND cron IS NULL AND herald_unfilled(id) > 0) s "
     "GROUP BY state ORDER BY herald_state_rank(state), state";
 
 const char sched_sql_campaign_rate[] =

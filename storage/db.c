@@ -61,6 +61,7 @@ typedef struct db_op {
     copy_phase_t copy_phase;
     int producer_done;
     int producer_failed;
+    int producer_waiting; /* said DB_COPY_WAIT: not asked again until db_copy_resume() */
 } db_op_t;
 
 typedef struct op_list {
@@ -362,7 +363,7 @@ static void update_interest(db_t *db)
 
     if (db->state != DB_READY)
         return;
-    if (db->want_write || can_send(db) || copy_streaming(db))
+    if (db->want_write || can_send(db) || (copy_streaming(db) && !db->inflight.head->producer_waiting))
         events |= UV_WRITABLE;
     if ((rc = watch(db, events)) < 0) {
         snprintf(msg, sizeof(msg), "cannot watch the connection socket: %s", uv_strerror(rc));
@@ -457,6 +458,13 @@ static void copy_pump(db_t *db)
     int r;
 
     for (int i = 0; i < COPY_CHUNKS_PER_EVENT && db->state == DB_READY; i++) {
+        if (op->producer_waiting && db->chunk.len == 0) {
+            r = PQflush(db->conn);
+            if (r < 0)
+                goto refused;
+            db->want_write = r == 1;
+            return;
+        }
         if (db->chunk.len > 0) {
             r = PQputCopyData(db->conn, db->chunk.data, (int)db->chunk.len);
             if (r == 0)
@@ -482,6 +490,12 @@ static void copy_pump(db_t *db)
             return;
         }
         r = op->producer(db, &db->chunk, op->producer_arg);
+        if (r == DB_COPY_WAIT) {
+            op->producer_waiting = 1;
+            if (db->chunk.len > 0)
+                continue; /* send what it gave; it is not asked again before the resume */
+            return;
+        }
         if (r < 0) {
             op->producer_failed = 1;
             buf_reset(&db->chunk);
@@ -772,6 +786,24 @@ int db_copy_in(db_t *db, const char *sql, db_copy_producer producer, void *produ
     op->producer_arg = producer_arg;
     op->copy_phase = COPY_WAIT_START;
     return enqueue(db, op);
+}
+
+void db_copy_resume(db_t *db)
+{
+    db_op_t *op;
+
+    if (!db || db->state != DB_READY || !copy_streaming(db))
+        return;
+    op = db->inflight.head;
+    if (!op->producer_waiting)
+        return;
+    op->producer_waiting = 0;
+    pump(db);
+}
+
+uv_loop_t *db_loop(const db_t *db)
+{
+    return db->loop;
 }
 
 int db_batch_begin(db_t *db)

@@ -57,6 +57,9 @@ typedef void (*db_close_cb)(void *arg);
  */
 #define DB_COPY_MORE 1
 #define DB_COPY_DONE 0
+/* Nothing to give now (out may hold a last chunk to send): not asked again until
+ * db_copy_resume() is called, so a producer that waits for data costs nothing. */
+#define DB_COPY_WAIT 2
 typedef int (*db_copy_producer)(db_t *db, buf_t *out, void *arg);
 
 /*
@@ -97,6 +100,12 @@ DB_MUSTCHECK int db_exec_script(db_t *db, const char *sql, db_cb cb, void *arg);
  */
 DB_MUSTCHECK int db_copy_in(db_t *db, const char *sql, db_copy_producer producer, void *producer_arg,
                             db_cb cb, void *arg);
+
+/* Asks a producer that answered DB_COPY_WAIT for more. Harmless at any other time. */
+void db_copy_resume(db_t *db);
+
+/* The loop the connection runs on. */
+uv_loop_t *db_loop(const db_t *db);
 
 /* Starts a batch: operations queued until db_batch_end() share one implicit transaction. */
 DB_MUSTCHECK int db_batch_begin(db_t *db);

@@ -46,8 +46,11 @@ expect() {
 export DATABASE_URL="${base/dbname=postgres/dbname=$dbname}"
 unset HERALD_ORG
 sql() { "$PSQL" "$DATABASE_URL" -Atc "$1"; }
-# state: outbox rows, upload rows and reject rows of a campaign, as one string.
-state() { sql "SELECT (SELECT count(*) FROM outbox WHERE campaign_id = $1) || '/' ||
+# fill CAMPAIGN: move all its recipients into the outbox, as the scheduler does while sending.
+fill() { while [ "$(sql "SELECT herald_fill($1, 1000)")" != 0 ]; do :; done; }
+# state: recipients + outbox rows, upload rows and reject rows of a campaign, as one string.
+state() { sql "SELECT (SELECT count(*) FROM campaign_recipients r JOIN campaign_uploads u ON u.id = r.upload_id
+    WHERE u.campaign_id = $1) + (SELECT count(*) FROM outbox WHERE campaign_id = $1) || '/' ||
   (SELECT count(*) FROM campaign_uploads WHERE campaign_id = $1) || '/' ||
   (SELECT count(*) FROM campaign_rejects WHERE campaign_id = $1)"; }
 
@@ -97,8 +100,18 @@ phone,first_name,city,tags,timezone
 4155550107,Eve,,,Mars/Olympus
 EOF
 expect "upload: summary" 0 "accepted: 3" "$HERALD" campaign upload "$cid" "$dir/a.csv"
+got=$(sql "SELECT count(*) || '/' || (SELECT count(*) FROM outbox WHERE campaign_id = $cid) || '/' ||
+  (SELECT total || ',' || filled FROM campaign_fill WHERE campaign_id = $cid)
+  FROM campaign_recipients r JOIN campaign_uploads u ON u.id = r.upload_id WHERE u.campaign_id = $cid")
+[ "$got" = "3/0/3,0" ] && ok "upload stores 3 recipients; the outbox is filled while sending" \
+  || bad "upload stores 3 recipients; the outbox is filled while sending" "$got"
+expect "status before the fill: 3 queued" 0 '"queued":3' "$HERALD" campaign status "$cid" --json
+fill "$cid"
 got=$(sql "SELECT count(*) FROM outbox WHERE campaign_id = $cid AND state = 'queued'")
 [ "$got" = 3 ] && ok "3 rows queued" || bad "3 rows queued" "$got"
+got=$(sql "SELECT total || ',' || filled FROM campaign_fill WHERE campaign_id = $cid")
+[ "$got" = "3,3" ] && ok "fill cursor at the end" || bad "fill cursor at the end" "$got"
+[ "$(sql "SELECT herald_fill($cid, 1000)")" = 0 ] && ok "fill again: nothing left" || bad "fill again: nothing left" "?"
 expect "status answers" 0 "queued" "$HERALD" campaign status "$cid" --json
 out=$("$HERALD" campaign rejects "$cid")
 for want in "row 4: duplicate: duplicate of row 2" "row 5: invalid_number: too_short" "row 6: missing_phone" \
@@ -132,6 +145,7 @@ expect "dry run" 0 "dry run: nothing queued" "$HERALD" campaign upload "$cid" "$
 expect "second file: cross-upload duplicate" 0 "duplicate: 1" "$HERALD" campaign upload "$cid" - <"$dir/b.csv"
 "$HERALD" campaign rejects "$cid" | grep -q "duplicate of row 3 of upload" && ok "cross-upload duplicate names the row" \
   || bad "cross-upload duplicate names the row" "$("$HERALD" campaign rejects "$cid")"
+fill "$cid"
 got=$(sql "SELECT body FROM outbox WHERE campaign_id = $cid AND to_e164 = '+14155550108'")
 [ "$got" = $'Hi New, our deals today\nReply STOP to opt out' ] && ok "stdin upload queued" || bad "stdin upload queued" "$got"
 expect "upload: unknown campaign" 1 "no campaign" "$HERALD" campaign upload 999999 "$dir/b.csv"
@@ -181,12 +195,13 @@ printf 'phone,first_name\r4155550207,Cr\r4155550208,Only\r' >"$dir/cr.csv"
 perrow "CR-only line ends" "$dir/cr.csv" 2 "."
 printf 'phone,first_name\n4155550209,Ann,extra,fields\n' >"$dir/extra.csv"
 perrow "more fields than the header" "$dir/extra.csv" 0 "row 2: malformed_row"
+fill "$bid"
 got=$(sql "SELECT to_e164 FROM outbox WHERE campaign_id = $bid AND to_e164 IN ('+14155550207', '+14155550208') ORDER BY 1" | tr '\n' ' ')
 [ "$got" = "+14155550207 +14155550208 " ] && ok "CR-only rows queued" || bad "CR-only rows queued" "$got"
 
 # ---- a crash or Ctrl-C in the middle leaves all or nothing ----
 kid=$("$HERALD" campaign create --name kill --body "Hello {{first_name}}" --from +14155550100)
-awk 'BEGIN { print "phone,first_name"; for (i = 0; i < 200000; i++) printf "+1415%07d,N%d\n", 2000000 + i, i }' >"$dir/big.csv"
+awk 'BEGIN { print "phone,first_name"; for (i = 0; i < 400000; i++) printf "+1415%07d,N%d\n", 2000000 + i, i }' >"$dir/big.csv"
 for sig in KILL INT; do
   before=$(state "$kid")
   # A non-interactive shell starts background jobs with SIGINT ignored; undo that.
@@ -194,11 +209,11 @@ for sig in KILL INT; do
   pid=$!
   # Wait for the database stage (the COPY has started), then interrupt.
   for _ in $(seq 1 300); do
-    n=$(sql "SELECT count(*) FROM pg_stat_activity WHERE datname = '$dbname' AND state = 'active' AND query LIKE 'COPY ingest_stage%'")
+    n=$(sql "SELECT count(*) FROM pg_stat_activity WHERE datname = '$dbname' AND state = 'active' AND query LIKE 'COPY campaign_recipients%'")
     [ "$n" != 0 ] && break
     sleep 0.1
   done
-  sleep 0.3
+  sleep 0.05
   kill -s "$sig" "$pid" 2>/dev/null
   wait "$pid"
   rc=$?
@@ -216,6 +231,7 @@ done
 mid=$("$HERALD" campaign create --name merge --body "Hi {{first_name}}" --from +14155550100)
 printf 'phone,first_name,tags\n+14155550106,Quoted Name,"z,x"\n+14155550999,New,\n' >"$dir/merge.csv"
 expect "upload to a second campaign" 0 "accepted: 2" "$HERALD" campaign upload "$mid" "$dir/merge.csv"
+fill "$mid"
 got=$(sql "SELECT count(*) || ' ' || tags::text || ' ' || (attributes->>'first_name') FROM contacts
   WHERE e164 = '+14155550106' GROUP BY tags, attributes")
 [ "$got" = "1 {x,y,z} Quoted Name" ] && ok "existing contact: tags added, attributes updated" \
@@ -230,6 +246,11 @@ got=$(sql "SELECT count(*) || '/' || count(contact_id) FROM outbox WHERE to_e164
 sql "DELETE FROM campaigns WHERE id = $mid" >/dev/null
 [ "$(state "$mid")" = "0/0/0" ] && ok "deleting a campaign deletes its outbox rows" \
   || bad "deleting a campaign deletes its outbox rows" "$(state "$mid")"
+got=$(sql "SELECT (SELECT count(*) FROM campaign_recipients) || '/' || (SELECT count(*) FROM campaign_rejects)")
+sql "DELETE FROM campaigns WHERE id = $bid" >/dev/null
+got2=$(sql "SELECT (SELECT count(*) FROM campaign_recipients) || '/' || (SELECT count(*) FROM campaign_rejects)")
+[ "$got" != "$got2" ] && [ "$(state "$bid")" = "0/0/0" ] && ok "deleting a campaign deletes its recipients and rejects" \
+  || bad "deleting a campaign deletes its recipients and rejects" "$got -> $got2, $(state "$bid")"
 sql "DELETE FROM orgs" >/dev/null
 got=$(sql "SELECT count(*) FROM outbox")
 [ "$got" = 0 ] && ok "deleting the org deletes its outbox rows" || bad "deleting the org deletes its outbox rows" "$got"

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -474,6 +475,131 @@ static void test_stage1_caps(void **state)
     buf_close(&b);
 }
 
+/* Reads a whole spool file from its start. */
+static char *slurp_fd(int fd, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *p = malloc(cap);
+    ssize_t r;
+
+    assert_non_null(p);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    while ((r = read(fd, p + n, cap - n - 1)) > 0) {
+        n += (size_t)r;
+        if (cap - n < 4096) {
+            cap *= 2;
+            p = realloc(p, cap);
+            assert_non_null(p);
+        }
+    }
+    p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+/*
+ * Within-file duplicates across many batches and both workers: the first row wins and
+ * each later one is a reject naming it; both spools come out in file order.
+ */
+static void test_stage1_dedup_order(void **state)
+{
+    enum { N = 30000 };
+    ingest_campaign_t c = {.body = "Hi {{first_name}}", .region = "US", .footer_policy = FOOTER_POLICY_NEVER};
+    ingest_options_t opt = {.threads = 2};
+    ingest_error_t err = {0};
+    ingest_t *ing;
+    buf_t in;
+    char *acc, *rej, *line, *save = NULL;
+    size_t alen, rlen;
+    long prev = 0, k = 0;
+
+    (void)state;
+    buf_init(&in, 8u << 20);
+    assert_int_equal(buf_puts(&in, "phone,first_name\n"), 0);
+    /* Rows 2..N+1: number (i % (N/3)), so each number comes three times, in three formats. */
+    for (long i = 0; i < N; i++) {
+        long num = i % (N / 3);
+        const char *fmt = i < N / 3 ? "415%07ld,A\n" : i < 2 * N / 3 ? "+1 415 %07ld,B\n" : "(415) %07ld,C\n";
+        assert_int_equal(buf_printf(&in, fmt, 2000000 + num), 0);
+    }
+    assert_int_equal(ingest_new(&c, &opt, &ing, &err), 0);
+    for (size_t off = 0; off < in.len; off += 100000)
+        assert_int_equal(ingest_feed(ing, in.data + off, in.len - off < 100000 ? in.len - off : 100000, &err), 0);
+    assert_int_equal(ingest_finish(ing, &err), 0);
+    assert_int_equal(ingest_report(ing)->accepted, N / 3);
+    assert_int_equal(ingest_report(ing)->duplicate, 2 * N / 3);
+
+    acc = slurp_fd(ingest_spool_fd(ing), &alen);
+    assert_int_equal(alen, ingest_spool_bytes(ing));
+    for (line = strtok_r(acc, "\n", &save); line; line = strtok_r(NULL, "\n", &save), k++) {
+        long rn = strtol(line, NULL, 10);
+        char want[32];
+        assert_true(rn > prev); /* file order */
+        prev = rn;
+        assert_int_equal(rn, k + 2);
+        snprintf(want, sizeof(want), "\t+1415%07ld\t", 2000000 + k);
+        assert_non_null(strstr(line, want));
+        assert_null(strstr(line, "\\N\t\\N\t\\N\t\\N")); /* no reason/detail columns */
+    }
+    assert_int_equal(k, N / 3);
+
+    rej = slurp_fd(ingest_rejects_fd(ing), &rlen);
+    assert_int_equal(rlen, ingest_rejects_bytes(ing));
+    prev = 0;
+    k = 0;
+    save = NULL;
+    for (line = strtok_r(rej, "\n", &save); line; line = strtok_r(NULL, "\n", &save), k++) {
+        long rn = strtol(line, NULL, 10), first;
+        const char *d = strstr(line, "\tduplicate\tduplicate of row ");
+        assert_true(rn > prev);
+        prev = rn;
+        assert_non_null(d);
+        first = strtol(d + strlen("\tduplicate\tduplicate of row "), NULL, 10);
+        assert_int_equal(first, (rn - 2) % (N / 3) + 2);
+    }
+    assert_int_equal(k, 2 * N / 3);
+    free(acc);
+    free(rej);
+    buf_close(&in);
+    ingest_free(ing);
+}
+
+static void test_numset(void **state)
+{
+    ingest_numset_t s;
+    uint32_t first = 0;
+
+    (void)state;
+    ingest_numset_init(&s);
+    for (uint32_t i = 0; i < 200000; i++)
+        assert_int_equal(ingest_numset_put(&s, 14150000000ULL + i * 7919ULL, i + 2, &first), 0);
+    for (uint32_t i = 0; i < 200000; i += 997) {
+        assert_int_equal(ingest_numset_put(&s, 14150000000ULL + i * 7919ULL, 1, &first), 1);
+        assert_int_equal(first, i + 2);
+    }
+    assert_int_equal(s.n, 200000);
+    /* Packed: 8-byte slots at most 3/4 and (after a part's doubling) at least 3/8 full. */
+    assert_true(ingest_numset_bytes(&s) <= 200000 * 8 * 8 / 3 + 256 * 64 * 20);
+    /* Long numbers and late record numbers take the wide table; all are found again. */
+    assert_int_equal(ingest_numset_put(&s, 999999999999999ULL, 5, &first), 0);
+    assert_int_equal(ingest_numset_put(&s, 14150000001ULL, 40000000, &first), 0);
+    assert_int_equal(ingest_numset_put(&s, 999999999999999ULL, 9, &first), 1);
+    assert_int_equal(first, 5);
+    assert_int_equal(ingest_numset_put(&s, 14150000001ULL, 9, &first), 1);
+    assert_int_equal(first, 40000000);
+    assert_int_equal(ingest_numset_get(&s, 14150000000ULL + 7919ULL * 3, &first), 1);
+    assert_int_equal(first, 5);
+    assert_int_equal(ingest_numset_get(&s, 123, &first), 0);
+    assert_int_equal(s.n, 200002);
+    ingest_numset_close(&s);
+    assert_int_equal(ingest_e164_key("+14155550100"), 14155550100ULL);
+    assert_int_equal(ingest_e164_key("+999999999999999"), 999999999999999ULL);
+    assert_int_equal(ingest_e164_key("+9999999999999999"), 0); /* 16 digits */
+    assert_int_equal(ingest_e164_key("14155550100"), 0);
+    assert_int_equal(ingest_e164_key("+1"), 0);
+    assert_int_equal(ingest_e164_key("+1415x"), 0);
+}
+
 static void test_estimate(void **state)
 {
     ingest_campaign_t c = {.region = "US", .timezone = "America/New_York", .rate_mps = 1, .quiet_start_min = -1,
@@ -504,7 +630,8 @@ int main(void)
         cmocka_unit_test(test_rows),            cmocka_unit_test(test_row_footer_and_escaping),
         cmocka_unit_test(test_cron),            cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_stage1),          cmocka_unit_test(test_stage1_caps),
-        cmocka_unit_test(test_estimate),
+        cmocka_unit_test(test_estimate),        cmocka_unit_test(test_stage1_dedup_order),
+        cmocka_unit_test(test_numset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -254,6 +254,8 @@ got2=$(sql "SELECT (SELECT count(*) FROM campaign_recipients) || '/' || (SELECT 
 sql "DELETE FROM orgs" >/dev/null
 got=$(sql "SELECT count(*) FROM outbox")
 [ "$got" = 0 ] && ok "deleting the org deletes its outbox rows" || bad "deleting the org deletes its outbox rows" "$got"
+got=$(sql "SELECT count(*) FROM contacts")
+[ "$got" = 0 ] && ok "deleting the org deletes its contacts" || bad "deleting the org deletes its contacts" "$got"
 got=$(sql "INSERT INTO outbox (org_id, to_e164, body, segments, encoding, state) VALUES (1, '+14155550100', 'x', 1, 'GSM-7', 'bogus')" 2>&1)
 case "$got" in *outbox_state_check*) ok "unknown outbox state refused" ;; *) bad "unknown outbox state refused" "$got" ;; esac
 

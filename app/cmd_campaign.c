@@ -11,11 +11,10 @@
  * "not built yet". `status` is the scheduler's campaign_control_status() when it
  * is linked in, else the plain counts by outbox state below.
  */
+#include "app/campaign_spec.h"
 #include "app/cli.h"
 #include "app/commands.h"
 #include "compliance/footer.h"
-#include "compliance/phone.h"
-#include "compliance/quiet.h"
 #include "common/xalloc.h"
 #include "ingest/ingest.h"
 
@@ -98,12 +97,6 @@ static int parse_id(const char *s, int64_t *out)
 
 /* ---- create ---- */
 
-typedef struct create_args {
-    const char *name, *body, *from, *mg, *rate, *start, *cron, *tz, *region, *quiet, *policy, *footer, *price, *org;
-    const char *defaults[MAX_DEFAULT_ARGS];
-    int ndefaults;
-} create_args_t;
-
 static int bad(const char *fmt, const char *a)
 {
     fprintf(stderr, "herald: campaign create: ");
@@ -112,72 +105,35 @@ static int bad(const char *fmt, const char *a)
     return EXIT_USAGE;
 }
 
-static int validate_create(create_args_t *a, json_t *defaults, quiet_policy_t *qp, char *region)
-{
-    ingest_error_t err = {0};
-    footer_policy_t pol;
-    char *end;
+/* How the shared validation (app/campaign_spec.c) names each field here. */
+static const char *const create_flags[CF_COUNT] = {
+    [CF_NAME] = "--name",
+    [CF_BODY] = "--body",
+    [CF_FROM] = "--from",
+    [CF_MG] = "--messaging-service",
+    [CF_RATE] = "--rate",
+    [CF_START] = "--start",
+    [CF_CRON] = "--cron",
+    [CF_TZ] = "--tz",
+    [CF_REGION] = "--region",
+    [CF_QUIET] = "--quiet-hours",
+    [CF_FOOTER_POLICY] = "--footer-policy",
+    [CF_FOOTER] = "--footer",
+    [CF_PRICE] = "--price-per-segment",
+    [CF_DEFAULTS] = "--default",
+};
 
-    if (!a->name || !*a->name || strlen(a->name) > 200)
-        return bad("--name is required (1 to 200 characters)%s", "");
-    if (!a->body)
-        return bad("--body is required%s", "");
-    if (ingest_template_check(a->body, &err) != 0)
-        return bad("--body: %s", err.reason);
-    if ((a->from != NULL) == (a->mg != NULL))
-        return bad("give exactly one sender: --from E164 or --messaging-service MG...%s", "");
-    if (a->from && !ingest_e164_shape(a->from))
-        return bad("--from must be an E.164 number like +14155550100, got '%s'", a->from);
-    if (a->mg && !ingest_mg_sid_shape(a->mg))
-        return bad("--messaging-service must be MG followed by 32 lowercase hex digits, got '%s'", a->mg);
-    if (a->rate) {
-        double r = strtod(a->rate, &end);
-        if (*end || !(r > 0) || r > 10000)
-            return bad("--rate must be a number of messages per second in (0, 10000], got '%s'", a->rate);
-    }
-    if (a->start && (strlen(a->start) < 10 || a->start[4] != '-' || a->start[7] != '-'))
-        return bad("--start must be an ISO 8601 time like 2030-01-31T09:00:00-05:00, got '%s'", a->start);
-    if (a->cron) {
-        if (ingest_cron_check(a->cron, &err) != 0)
-            return bad("--cron: %s", err.reason);
-        if (!a->tz)
-            return bad("--cron needs --tz Area/City%s", "");
-    }
-    if (a->tz && quiet_zone_valid(a->tz) != 0)
-        return bad("--tz: unknown time zone '%s'", a->tz);
-    if (a->region) {
-        if (strlen(a->region) != 2)
-            return bad("--region must be a two-letter region code, got '%s'", a->region);
-        region[0] = (char)(a->region[0] & ~0x20);
-        region[1] = (char)(a->region[1] & ~0x20);
-        region[2] = '\0';
-        if (!phone_region_known(region))
-            return bad("--region: unknown region '%s'", a->region);
-    }
-    if (a->quiet && quiet_policy_parse(a->quiet, qp) != 0)
-        return bad("--quiet-hours must be HH:MM-HH:MM with start before end, got '%s'", a->quiet);
-    if (a->policy && footer_policy_parse(a->policy, &pol) != 0)
-        return bad("--footer-policy must be first, always or never, got '%s'", a->policy);
-    if (a->footer) {
-        size_t n = strlen(a->footer);
-        if (n == 0 || n > FOOTER_MAX_TEXT)
-            return bad("--footer must be 1 to %s bytes of text", "160");
-        if (!footer_has_optout(a->footer, n, NULL))
-            return bad("--footer must carry opt-out language, e.g. 'Reply STOP to opt out'; got '%s'", a->footer);
-    }
-    if (a->price) {
-        double p = strtod(a->price, &end);
-        if (*end || p < 0 || p > 10)
-            return bad("--price-per-segment must be a number from 0 to 10, got '%s'", a->price);
-    }
-    for (int i = 0; i < a->ndefaults; i++) {
-        const char *eq = strchr(a->defaults[i], '=');
+/* Turns the --default FIELD=VALUE options into the JSON object the spec takes. */
+static int parse_defaults(const char *const *args, int n, json_t *defaults)
+{
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(args[i], '=');
         char name[128];
-        if (!eq || eq == a->defaults[i] || (size_t)(eq - a->defaults[i]) >= sizeof(name))
-            return bad("--default must be FIELD=VALUE, got '%s'", a->defaults[i]);
-        memcpy(name, a->defaults[i], (size_t)(eq - a->defaults[i]));
-        name[eq - a->defaults[i]] = '\0';
-        if (!json_is_null(json_object_get(defaults, name)) && json_object_get(defaults, name))
+        if (!eq || eq == args[i] || (size_t)(eq - args[i]) >= sizeof(name))
+            return bad("--default must be FIELD=VALUE, got '%s'", args[i]);
+        memcpy(name, args[i], (size_t)(eq - args[i]));
+        name[eq - args[i]] = '\0';
+        if (json_object_get(defaults, name))
             return bad("--default: field '%s' given twice", name);
         if (json_object_set_new(defaults, name, json_string(eq + 1)) != 0)
             return bad("--default: value of '%s' is not UTF-8 text", name);
@@ -187,88 +143,89 @@ static int validate_create(create_args_t *a, json_t *defaults, quiet_policy_t *q
 
 static int campaign_create(int argc, char **argv)
 {
-    create_args_t a = {0};
+    static const struct {
+        const char *flag;
+        campaign_field_t field;
+    } flags[] = {
+        {"--name", CF_NAME},
+        {"--body", CF_BODY},
+        {"--from", CF_FROM},
+        {"--messaging-service", CF_MG},
+        {"--rate", CF_RATE},
+        {"--start", CF_START},
+        {"--cron", CF_CRON},
+        {"--tz", CF_TZ},
+        {"--region", CF_REGION},
+        {"--quiet-hours", CF_QUIET},
+        {"--footer-policy", CF_FOOTER_POLICY},
+        {"--footer", CF_FOOTER},
+        {"--price-per-segment", CF_PRICE},
+    };
+    campaign_spec_t spec = {0};
+    campaign_spec_error_t serr;
+    campaign_insert_t ins = {0};
     json_t *defaults = json_object();
-    quiet_policy_t qp = {0};
+    const char *defs[MAX_DEFAULT_ARGS], *org = NULL, *err;
+    int ndefs = 0, rc = EXIT_USAGE, opened = 0, have_ins = 0;
     cli_session_t s;
-    char region[3] = "US", qs[8], qe[8], org[24], *defjson = NULL;
-    const char *err;
     PGresult *r = NULL;
-    int rc = EXIT_USAGE, opened = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m = 0;
-#define OPT(flag, field)                                        \
-    if (!m && (m = opt_value(argc, argv, &i, flag, &v)) != 0) { \
-        if (m < 0)                                              \
-            goto out;                                           \
-        a.field = v;                                            \
-        continue;                                               \
-    }
-        OPT("--name", name)
-        OPT("--body", body)
-        OPT("--from", from)
-        OPT("--messaging-service", mg)
-        OPT("--rate", rate)
-        OPT("--start", start)
-        OPT("--cron", cron)
-        OPT("--tz", tz)
-        OPT("--region", region)
-        OPT("--quiet-hours", quiet)
-        OPT("--footer-policy", policy)
-        OPT("--footer", footer)
-        OPT("--price-per-segment", price)
-        OPT("--org", org)
-#undef OPT
+        for (size_t k = 0; k < sizeof(flags) / sizeof(flags[0]) && !m; k++)
+            if ((m = opt_value(argc, argv, &i, flags[k].flag, &v)) > 0)
+                spec.v[flags[k].field] = v;
+        if (m < 0)
+            goto out;
+        if (m)
+            continue;
+        if ((m = opt_value(argc, argv, &i, "--org", &v)) != 0) {
+            if (m < 0)
+                goto out;
+            org = v;
+            continue;
+        }
         if ((m = opt_value(argc, argv, &i, "--default", &v)) != 0) {
             if (m < 0)
                 goto out;
-            if (a.ndefaults >= MAX_DEFAULT_ARGS) {
+            if (ndefs >= MAX_DEFAULT_ARGS) {
                 rc = bad("at most %s --default options", "64");
                 goto out;
             }
-            a.defaults[a.ndefaults++] = v;
+            defs[ndefs++] = v;
             continue;
         }
         fprintf(stderr, "herald: campaign create: unknown argument '%s'\n", argv[i]);
         usage(stderr);
         goto out;
     }
-    if ((rc = validate_create(&a, defaults, &qp, region)) != 0)
+    if ((rc = parse_defaults(defs, ndefs, defaults)) != 0)
         goto out;
+    spec.defaults = defaults;
+    if (campaign_spec_check(&spec, create_flags, &serr) != 0) {
+        rc = bad("%s", serr.msg);
+        goto out;
+    }
     rc = 1;
     if (cli_session_open(&s) != 0)
         goto out;
     opened = 1;
-    if (cli_session_org(&s, a.org) != 0)
+    if (cli_session_org(&s, org) != 0)
         goto out;
-    snprintf(org, sizeof(org), "%" PRId64, s.org_id);
-    snprintf(qs, sizeof(qs), "%d", qp.start_min);
-    snprintf(qe, sizeof(qe), "%d", qp.end_min);
-    defjson = json_dumps(defaults, JSON_COMPACT);
-    {
-        const char *p[17] = {org,     a.name,   a.body,   a.from,         a.mg,           region,
-                             a.rate,  a.start,  a.cron,   a.tz,           a.quiet ? qs : NULL,
-                             a.quiet ? qe : NULL, a.policy ? a.policy : "first", a.footer, defjson,
-                             a.price ? a.price : "0.0079"};
-        if (cli_exec(&s,
-                     "INSERT INTO campaigns (org_id, name, body, from_number, messaging_service_sid, region, "
-                     "rate_mps, start_at, cron, timezone, quiet_start_min, quiet_end_min, footer_policy, "
-                     "footer_text, merge_defaults, price_per_segment) VALUES ($1::bigint, $2, $3, $4, $5, $6, "
-                     "$7::numeric, $8::timestamptz, $9, $10, $11::int, $12::int, $13, $14, $15::jsonb, "
-                     "$16::numeric) RETURNING id",
-                     16, p, &r, &err) != 0) {
-            fprintf(stderr, "herald: campaign create: %s\n", err);
-            goto out;
-        }
+    campaign_insert_init(&ins, &spec, s.org_id);
+    have_ins = 1;
+    if (cli_exec(&s, CAMPAIGN_INSERT_SQL, CAMPAIGN_INSERT_NPARAMS, ins.values, &r, &err) != 0) {
+        fprintf(stderr, "herald: campaign create: %s\n", err);
+        goto out;
     }
     printf("%s\n", PQgetvalue(r, 0, 0));
     rc = 0;
 out:
     if (r)
         PQclear(r);
-    free(defjson);
+    if (have_ins)
+        campaign_insert_free(&ins);
     json_decref(defaults);
     if (opened)
         cli_session_close(&s);
@@ -822,8 +779,11 @@ static int campaign_status(int argc, char **argv)
     snprintf(idb, sizeof(idb), "%" PRId64, id);
     if (cli_exec(&s, "SELECT name, status FROM campaigns WHERE id = $1::bigint", 1, p, &c, &err) != 0 ||
         cli_exec(&s,
-                 "SELECT state, count(*) FROM outbox WHERE campaign_id = $1::bigint GROUP BY state ORDER BY "
-                 "herald_state_rank(state), state",
+                 "SELECT state, sum(n)::bigint FROM (SELECT state, count(*) AS n FROM outbox "
+                 "WHERE campaign_id = $1::bigint GROUP BY state UNION ALL SELECT CASE WHEN status = 'canceled' "
+                 "THEN 'canceled' ELSE 'queued' END, herald_unfilled(id) FROM campaigns WHERE id = $1::bigint "
+                 "AND cron IS NULL AND herald_unfilled(id) > 0) u GROUP BY state "
+                 "ORDER BY herald_state_rank(state), state",
                  1, p, &st, &err) != 0 ||
         cli_exec(&s,
                  "SELECT count(*), COALESCE(sum(rows_total), 0), COALESCE(sum(accepted), 0), "

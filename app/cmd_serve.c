@@ -422,6 +422,28 @@ static int load_config(serve_config_t *cfg, const char *listen_opt)
         }
         cfg->pool_size = (size_t)n;
     }
+    v = getenv("HERALD_MAX_UPLOAD_BYTES");
+    cfg->max_upload_bytes = 1ull << 30;
+    if (v && *v) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno || *end || end == v || n == 0 || v[0] == '-') {
+            fprintf(stderr, "herald: HERALD_MAX_UPLOAD_BYTES: expected a positive number of bytes\n");
+            return -1;
+        }
+        cfg->max_upload_bytes = n;
+    }
+    v = getenv("HERALD_MAX_UPLOADS");
+    cfg->max_uploads = 2;
+    if (v && *v) {
+        long n = strtol(v, NULL, 10);
+        if (n < 1 || n > 64) {
+            fprintf(stderr, "herald: HERALD_MAX_UPLOADS: expected 1..64\n");
+            return -1;
+        }
+        cfg->max_uploads = (size_t)n;
+    }
     v = getenv("HERALD_WEBHOOK_INSECURE");
     cfg->webhook_insecure = v && strcmp(v, "1") == 0;
     v = getenv("TWILIO_AUTH_TOKEN");
@@ -645,6 +667,8 @@ int cmd_serve(int argc, char **argv)
 
     scfg.server_name = "herald";
     scfg.max_body = 1u << 20;
+    /* Routes added with http_router_add_stream() (CSV uploads) get their bodies streamed. */
+    scfg.stream_select = http_router_streams;
     http_server_new(loop, &scfg, http_router_dispatch, ctx->router, &ctx->server);
     rc = http_server_listen(ctx->server, ctx->cfg.listen_host, ctx->cfg.listen_port);
     if (rc != 0) {

@@ -40,6 +40,8 @@ typedef struct serve_config {
     int have_master_key;
     char automation_secret[256]; /* HERALD_AUTOMATION_SECRET: HMAC key of trigger-automation posts */
     char port_file[512];      /* --port-file: the bound port is written there; "" for none */
+    uint64_t max_upload_bytes; /* HERALD_MAX_UPLOAD_BYTES: CSV upload body cap (default 1 GiB) */
+    size_t max_uploads;        /* HERALD_MAX_UPLOADS: uploads in progress at once (default 2) */
 } serve_config_t;
 
 struct serve_stmt {

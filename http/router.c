@@ -28,6 +28,7 @@ typedef struct route {
     size_t nparams;
     http_handler_cb handler;
     void *arg;
+    int stream; /* bodies streamed to the handler (http_router_add_stream) */
 } route_t;
 
 struct http_router {
@@ -84,8 +85,8 @@ static int parse_segment(const char *s, size_t len, segment_t *seg)
     return 0;
 }
 
-int http_router_add(http_router_t *r, const char *method, const char *pattern, http_handler_cb handler,
-                    void *arg)
+static int add_route(http_router_t *r, const char *method, const char *pattern, http_handler_cb handler,
+                     void *arg, int stream)
 {
     route_t rt;
     memset(&rt, 0, sizeof(rt));
@@ -112,12 +113,25 @@ int http_router_add(http_router_t *r, const char *method, const char *pattern, h
     rt.method = xstrdup(method);
     rt.handler = handler;
     rt.arg = arg;
+    rt.stream = stream;
     if (r->count == r->cap) {
         r->cap = r->cap ? 2 * r->cap : 8;
         r->routes = xrealloc(r->routes, r->cap * sizeof(*r->routes));
     }
     r->routes[r->count++] = rt;
     return 0;
+}
+
+int http_router_add(http_router_t *r, const char *method, const char *pattern, http_handler_cb handler,
+                    void *arg)
+{
+    return add_route(r, method, pattern, handler, arg, 0);
+}
+
+int http_router_add_stream(http_router_t *r, const char *method, const char *pattern, http_handler_cb handler,
+                           void *arg)
+{
+    return add_route(r, method, pattern, handler, arg, 1);
 }
 
 typedef struct span {
@@ -150,22 +164,18 @@ static int route_match(const route_t *rt, const span_t *parts, size_t nparts, sp
     return 1;
 }
 
-void http_router_dispatch(http_request_t *req, void *router)
+/* Splits req's path on "/". Returns the number of segments, 0 for a path not starting with "/", -1 for too
+ * many. */
+static int split_path(const http_request_t *req, span_t parts[MAX_SEGMENTS])
 {
-    http_router_t *r = router;
-    span_t parts[MAX_SEGMENTS];
     size_t nparts = 0;
-    if (req->path_len == 0 || req->path[0] != '/') {
-        http_respond_status(req, 400);
-        return;
-    }
+    if (req->path_len == 0 || req->path[0] != '/')
+        return 0;
     const char *p = req->path + 1, *end = req->path + req->path_len;
     for (;;) {
         const char *slash = memchr(p, '/', (size_t)(end - p));
-        if (nparts == MAX_SEGMENTS) {
-            http_respond_status(req, 404);
-            return;
-        }
+        if (nparts == MAX_SEGMENTS)
+            return -1;
         parts[nparts].p = p;
         parts[nparts].len = slash ? (size_t)(slash - p) : (size_t)(end - p);
         nparts++;
@@ -173,6 +183,41 @@ void http_router_dispatch(http_request_t *req, void *router)
             break;
         p = slash + 1;
     }
+    return (int)nparts;
+}
+
+static int method_ok(const route_t *rt, const char *method)
+{
+    return strcmp(rt->method, "*") == 0 || strcmp(rt->method, method) == 0;
+}
+
+int http_router_streams(const http_request_t *req, void *router)
+{
+    const http_router_t *r = router;
+    span_t parts[MAX_SEGMENTS], values[HTTP_MAX_PARAMS];
+    int n = split_path(req, parts);
+    if (n <= 0)
+        return 0;
+    for (size_t i = 0; i < r->count; i++)
+        if (route_match(&r->routes[i], parts, (size_t)n, values) && method_ok(&r->routes[i], req->method))
+            return r->routes[i].stream;
+    return 0;
+}
+
+void http_router_dispatch(http_request_t *req, void *router)
+{
+    http_router_t *r = router;
+    span_t parts[MAX_SEGMENTS];
+    int n = split_path(req, parts);
+    if (n == 0) {
+        http_respond_status(req, 400);
+        return;
+    }
+    if (n < 0) {
+        http_respond_status(req, 404);
+        return;
+    }
+    size_t nparts = (size_t)n;
 
     char allow[128] = "";
     size_t allow_len = 0;
@@ -181,7 +226,7 @@ void http_router_dispatch(http_request_t *req, void *router)
         const route_t *rt = &r->routes[i];
         if (!route_match(rt, parts, nparts, values))
             continue;
-        if (strcmp(rt->method, "*") != 0 && strcmp(rt->method, req->method) != 0) {
+        if (!method_ok(rt, req->method)) {
             int n = snprintf(allow + allow_len, sizeof(allow) - allow_len, "%s%s", allow_len ? ", " : "",
                              rt->method);
             if (n > 0 && (size_t)n < sizeof(allow) - allow_len)

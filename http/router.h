@@ -28,6 +28,22 @@ __attribute__((warn_unused_result)) int http_router_add(http_router_t *r, const 
                                                         void *arg);
 
 /*
+ * Like http_router_add(), for a route whose request bodies are streamed to the
+ * handler (see http_request_read_body()) instead of being buffered whole: the
+ * handler runs at the end of the headers with req->streaming set. Takes effect when
+ * the server's config has stream_select = http_router_streams.
+ */
+__attribute__((warn_unused_result)) int http_router_add_stream(http_router_t *r, const char *method,
+                                                               const char *pattern, http_handler_cb handler,
+                                                               void *arg);
+
+/*
+ * Returns 1 when the route req would be dispatched to was added with
+ * http_router_add_stream(), else 0. Usable as the server's stream_select.
+ */
+int http_router_streams(const http_request_t *req, void *router);
+
+/*
  * Finds the route for req, fills req's path parameters (arena copies, not decoded)
  * and calls its handler. Answers 404 when no pattern matches the path, and 405 with
  * an Allow header when patterns match but not for this method.

@@ -10,6 +10,14 @@
  * per-request arena; all three are reset when the response is done. A connection
  * whose request is still with the handler is kept in memory after its socket has
  * closed, so an async handler can always respond (the answer is then dropped).
+ *
+ * A streamed body (server.h) is not buffered whole: the parser is paused at the end
+ * of the headers and the handler called (CONN_STREAM); once it attaches a reader,
+ * body bytes are decoded into a "fill" buffer while the consumer works on the
+ * previous piece ("held"), and parsing stops when fill reaches HTTP_STREAM_CHUNK, so
+ * the input buffer fills and reading stops. The consumer's callbacks (its own small
+ * state machine, stream_set_state) are made only from stream_pump(), only while it
+ * holds nothing, so an error found meanwhile (413, a reset) waits for its turn.
  */
 #include "http/server.h"
 
@@ -32,6 +40,7 @@ typedef enum conn_state {
     CONN_IDLE,     /* between requests: idle timer */
     CONN_HEAD,     /* request line and headers arriving: header timer */
     CONN_BODY,     /* body arriving: body timer */
+    CONN_STREAM,   /* streamed body: handler called, body read on its demand (silence timer) */
     CONN_HANDLER,  /* request with the handler */
     CONN_WRITING,  /* response queued with uv_write, not yet flushed */
     CONN_DRAINING, /* FIN sent after a final response; discarding input until EOF or timer */
@@ -41,6 +50,28 @@ typedef enum conn_state {
 typedef struct hdr_span {
     size_t name_off, name_len, val_off, val_len;
 } hdr_span_t;
+
+/* Where a streamed body stands with its consumer. */
+typedef enum stream_state {
+    SS_NONE,    /* the body is buffered (or no request) */
+    SS_WAIT,    /* handler called at the end of the headers; no reader yet; nothing of the body read */
+    SS_READING, /* reader attached, holding nothing */
+    SS_BUSY,    /* the reader holds a piece (until http_request_body_next) */
+    SS_DONE,    /* on_end or on_error delivered, or the request was answered */
+} stream_state_t;
+
+#define STREAM_OK (-1) /* no error pending; otherwise the status for on_error (0: gone) */
+
+typedef struct conn_stream {
+    stream_state_t state;
+    http_body_reader_t reader;
+    void *arg;
+    buf_t fill; /* decoded body bytes not yet handed over */
+    buf_t held; /* the piece the consumer holds */
+    uint64_t max, received;
+    int error;
+    unsigned want_continue : 1;
+} conn_stream_t;
 
 typedef enum hdr_cb {
     HDR_NONE,
@@ -65,7 +96,9 @@ struct http_conn {
     unsigned dispatching : 1; /* inside the handler call */
     unsigned msg_complete : 1;
     unsigned keep_alive : 1;
-    unsigned headers_done : 1; /* later header callbacks are chunked trailers */
+    unsigned headers_done : 1;  /* later header callbacks are chunked trailers */
+    unsigned pause_headers : 1; /* the parser paused at the end of a streamed request's headers */
+    unsigned cont_pending : 1;  /* cont_req is with uv_write */
 
     http_parser parser;
     int error_status; /* set by a parser callback that refused the request */
@@ -79,6 +112,7 @@ struct http_conn {
     size_t nspans;
     hdr_cb_t last_cb;
     buf_t body;
+    conn_stream_t stream;
     buf_t out;
     http_arena_t arena;
     http_request_t req;
@@ -113,10 +147,12 @@ static void process_input(http_conn_t *c);
 static void on_timer(uv_timer_t *t);
 static void update_reading(http_conn_t *c);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
+static int stream_pump(http_conn_t *c);
 
 static const char *state_name(conn_state_t s)
 {
-    static const char *const names[] = {"idle", "head", "body", "handler", "writing", "draining", "closing"};
+    static const char *const names[] = {"idle",    "head",    "body",     "stream",
+                                        "handler", "writing", "draining", "closing"};
     return names[s];
 }
 
@@ -126,15 +162,16 @@ static const char *state_name(conn_state_t s)
  */
 static void conn_set_state(http_conn_t *c, conn_state_t to)
 {
-    static const unsigned char allowed[7][7] = {
-        /*              idle head body hand writ drain close */
-        /* idle    */ {1, 1, 0, 0, 0, 1, 1},
-        /* head    */ {0, 0, 1, 1, 1, 1, 1},
-        /* body    */ {0, 0, 0, 1, 1, 1, 1},
-        /* handler */ {1, 1, 0, 0, 1, 1, 1},
-        /* writing */ {1, 1, 0, 0, 0, 1, 1},
-        /* drain   */ {0, 0, 0, 0, 0, 0, 1},
-        /* closing */ {0, 0, 0, 0, 0, 0, 0},
+    static const unsigned char allowed[8][8] = {
+        /*              idle head body strm hand writ drain close */
+        /* idle    */ {1, 1, 0, 0, 0, 0, 1, 1},
+        /* head    */ {0, 0, 1, 1, 1, 1, 1, 1},
+        /* body    */ {0, 0, 0, 0, 1, 1, 1, 1},
+        /* stream  */ {0, 0, 0, 0, 1, 1, 1, 1},
+        /* handler */ {1, 1, 0, 0, 0, 1, 1, 1},
+        /* writing */ {1, 1, 0, 0, 0, 0, 1, 1},
+        /* drain   */ {0, 0, 0, 0, 0, 0, 0, 1},
+        /* closing */ {0, 0, 0, 0, 0, 0, 0, 0},
     };
     if (!allowed[c->state][to]) {
         log_error("http: bad connection transition %s -> %s", state_name(c->state), state_name(to));
@@ -152,6 +189,10 @@ static void conn_set_state(http_conn_t *c, conn_state_t to)
         break;
     case CONN_BODY:
         uv_timer_start(&c->timer, on_timer, cfg->body_timeout_ms, 0);
+        break;
+    case CONN_STREAM:
+        /* The handler's time until it reads the body; update_reading() arms the silence timer. */
+        uv_timer_stop(&c->timer);
         break;
     case CONN_HANDLER:
     case CONN_WRITING:
@@ -275,6 +316,8 @@ static void conn_free(http_conn_t *c)
     s->nconns--;
     buf_close(&c->head);
     buf_close(&c->body);
+    buf_close(&c->stream.fill);
+    buf_close(&c->stream.held);
     buf_close(&c->out);
     http_arena_close(&c->arena);
     free(c->spans);
@@ -291,6 +334,41 @@ static void on_conn_handle_closed(uv_handle_t *h)
         conn_free(c);
 }
 
+/*
+ * The only place a streamed body's consumer state changes: checks the transition
+ * and logs it.
+ */
+static void stream_set_state(http_conn_t *c, stream_state_t to)
+{
+    static const char *const names[] = {"none", "wait", "reading", "busy", "done"};
+    static const unsigned char allowed[5][5] = {
+        /*              none wait read busy done */
+        /* none    */ {1, 1, 0, 0, 0},
+        /* wait    */ {1, 0, 1, 0, 1},
+        /* reading */ {1, 0, 0, 1, 1},
+        /* busy    */ {1, 0, 1, 0, 1},
+        /* done    */ {1, 0, 0, 0, 1},
+    };
+    conn_stream_t *s = &c->stream;
+    if (!allowed[s->state][to]) {
+        log_error("http: bad body stream transition %s -> %s", names[s->state], names[to]);
+        abort();
+    }
+    log_debug("http: conn %p body %s -> %s", (void *)c, names[s->state], names[to]);
+    s->state = to;
+}
+
+/* Records why a streamed body ended early; the consumer hears of it from stream_pump(). */
+static void stream_fail(http_conn_t *c, int status)
+{
+    conn_stream_t *s = &c->stream;
+    if (s->state == SS_NONE || s->state == SS_DONE || s->error != STREAM_OK)
+        return;
+    log_debug("http: conn %p body cut short (%d)", (void *)c, status);
+    s->error = status;
+    c->close_after = 1;
+}
+
 static void conn_close(http_conn_t *c)
 {
     if (c->state == CONN_CLOSING)
@@ -299,6 +377,10 @@ static void conn_close(http_conn_t *c)
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    /* A consumer reading a streamed body must hear that it will never end. */
+    stream_fail(c, 0);
+    if (!c->dispatching)
+        stream_pump(c);
 }
 
 static void conn_reset(http_conn_t *c)
@@ -347,6 +429,11 @@ static void on_timer(uv_timer_t *t)
         log_debug("http: %s timeout, closing", state_name(c->state));
         conn_close(c);
         break;
+    case CONN_STREAM:
+        log_debug("http: no body bytes for %u ms, closing", c->server->cfg.body_timeout_ms);
+        stream_fail(c, 408);
+        conn_close(c);
+        break;
     case CONN_IDLE:
     case CONN_WRITING:
     case CONN_DRAINING:
@@ -364,6 +451,15 @@ static void request_reset(http_conn_t *c)
 {
     buf_reset(&c->head);
     buf_reset(&c->body);
+    /* Streaming buffers are large: give them back rather than keep them per idle connection. */
+    buf_close(&c->stream.fill);
+    buf_close(&c->stream.held);
+    if (c->stream.state != SS_NONE)
+        stream_set_state(c, SS_NONE);
+    c->stream.error = STREAM_OK;
+    c->stream.want_continue = 0;
+    c->stream.received = 0;
+    c->pause_headers = 0;
     http_arena_reset(&c->arena);
     c->url_len = 0;
     c->nspans = 0;
@@ -458,13 +554,54 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 
 static void on_continue_written(uv_write_t *req, int status)
 {
-    (void)req;
+    http_conn_t *c = req->data;
     (void)status;
+    c->cont_pending = 0;
+}
+
+/* Fills what the handler (and stream_select) sees of the request line; the body comes later. */
+static void fill_request(http_conn_t *c)
+{
+    http_parser *p = &c->parser;
+    http_request_t *r = &c->req;
+    r->method = http_method_str((enum http_method)p->method);
+    r->http_minor = p->http_minor;
+    const char *q = memchr(r->target, '?', c->url_len);
+    if (q) {
+        r->path = http_arena_strndup(&c->arena, r->target, (size_t)(q - r->target));
+        r->path_len = (size_t)(q - r->target);
+        r->query = q + 1;
+    } else {
+        r->path = r->target;
+        r->path_len = c->url_len;
+        r->query = "";
+    }
+    r->body = "";
+    r->body_len = 0;
+    r->arena = &c->arena;
+    r->server = c->server;
+    r->conn = c;
+}
+
+/*
+ * One "100 Continue" write at a time: a uv_write_t must not be submitted again before
+ * its callback (pipelined requests that each expect one crashed libuv's write queue).
+ * A client that pipelines does not wait for it anyway.
+ */
+static void send_continue(http_conn_t *c)
+{
+    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
+    if (c->cont_pending)
+        return;
+    c->cont_req.data = c;
+    c->cont_pending = uv_write(&c->cont_req, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) == 0;
 }
 
 static int on_headers_complete(http_parser *p)
 {
     http_conn_t *c = p->data;
+    http_server_t *s = c->server;
     if (head_append(c, "", 1) != 0)
         return -1;
     if (c->url_len == 0) {
@@ -487,17 +624,30 @@ static int on_headers_complete(http_parser *p)
 
     int chunked = (p->flags & F_CHUNKED) != 0;
     int has_length = (p->flags & F_CONTENTLENGTH) != 0;
-    if (has_length && p->content_length > c->server->cfg.max_body) {
+    c->req.content_length = chunked ? -1
+                            : has_length
+                                ? (p->content_length > INT64_MAX ? INT64_MAX : (int64_t)p->content_length)
+                                : 0;
+    fill_request(c);
+    int has_body = chunked || (has_length && p->content_length > 0);
+    const char *expect = http_request_header(&c->req, "Expect");
+    int want_continue = has_body && expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1;
+    if (s->cfg.stream_select && s->cfg.stream_select(&c->req, s->arg)) {
+        /* Stop here: the handler runs now and reads the body on its own terms. */
+        c->req.streaming = 1;
+        c->stream.want_continue = want_continue;
+        stream_set_state(c, SS_WAIT);
+        c->pause_headers = 1;
+        http_parser_pause(p, 1);
+        return 0;
+    }
+    if (has_length && p->content_length > s->cfg.max_body) {
         c->error_status = 413;
         return -1;
     }
-    if (chunked || (has_length && p->content_length > 0)) {
-        const char *expect = http_request_header(&c->req, "Expect");
-        if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1) {
-            static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
-            (void)uv_write(&c->cont_req, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written);
-        }
+    if (has_body) {
+        if (want_continue)
+            send_continue(c);
         conn_set_state(c, CONN_BODY);
     }
     return 0;
@@ -506,6 +656,20 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     http_conn_t *c = p->data;
+    conn_stream_t *s = &c->stream;
+    if (s->state != SS_NONE) {
+        /* process_input() parses at most one read buffer while fill is under HTTP_STREAM_CHUNK. */
+        s->received += len;
+        if (s->received > s->max) {
+            c->error_status = 413;
+            return -1;
+        }
+        if (buf_append(&s->fill, at, len) != 0) {
+            c->error_status = 500;
+            return -1;
+        }
+        return 0;
+    }
     if (buf_append(&c->body, at, len) != 0) {
         c->error_status = 413;
         return -1;
@@ -655,6 +819,11 @@ static void request_done(http_conn_t *c)
     }
     c->req_active = 0;
     c->server->inflight--;
+    /* An answer ends a streamed body: no more callbacks, and the rest of it is not read. */
+    if (c->stream.state != SS_NONE && c->stream.state != SS_DONE)
+        stream_set_state(c, SS_DONE);
+    if (c->state == CONN_STREAM)
+        c->close_after = 1;
 }
 
 void http_respond(http_request_t *req, int status, const char *content_type, const char *const *headers,
@@ -664,7 +833,8 @@ void http_respond(http_request_t *req, int status, const char *content_type, con
     request_done(c);
     if (c->state == CONN_CLOSING) {
         request_reset(c);
-        if (c->handles_open == 0)
+        /* Inside a body callback, stream_pump() frees the connection once the callback returns. */
+        if (c->handles_open == 0 && !c->dispatching)
             conn_free(c);
         return;
     }
@@ -686,7 +856,7 @@ void http_request_reset(http_request_t *req)
     http_conn_t *c = req->conn;
     request_done(c);
     if (c->state == CONN_CLOSING) {
-        if (c->handles_open == 0)
+        if (c->handles_open == 0 && !c->dispatching)
             conn_free(c);
         return;
     }
@@ -719,25 +889,9 @@ const char *http_request_param(const http_request_t *req, const char *name)
 
 static void dispatch(http_conn_t *c)
 {
-    http_parser *p = &c->parser;
     http_request_t *r = &c->req;
-    r->method = http_method_str((enum http_method)p->method);
-    r->http_minor = p->http_minor;
-    const char *q = memchr(r->target, '?', c->url_len);
-    if (q) {
-        r->path = http_arena_strndup(&c->arena, r->target, (size_t)(q - r->target));
-        r->path_len = (size_t)(q - r->target);
-        r->query = q + 1;
-    } else {
-        r->path = r->target;
-        r->path_len = c->url_len;
-        r->query = "";
-    }
     r->body = buf_str(&c->body);
     r->body_len = c->body.len;
-    r->arena = &c->arena;
-    r->server = c->server;
-    r->conn = c;
     if (!c->keep_alive || c->server->shutting_down)
         c->close_after = 1;
     conn_set_state(c, CONN_HANDLER);
@@ -746,6 +900,111 @@ static void dispatch(http_conn_t *c)
     c->dispatching = 1;
     c->server->handler(r, c->server->arg);
     c->dispatching = 0;
+}
+
+/* After a body callback: frees a closed connection whose request the callback answered. */
+static int stream_after_callback(http_conn_t *c)
+{
+    if (c->state == CONN_CLOSING && c->handles_open == 0 && !c->req_active) {
+        conn_free(c);
+        return -1;
+    }
+    return 1;
+}
+
+/* Hands a streamed request to the handler at the end of its headers. */
+static void dispatch_stream(http_conn_t *c)
+{
+    if (c->server->shutting_down)
+        c->close_after = 1;
+    conn_set_state(c, CONN_STREAM);
+    c->req_active = 1;
+    c->server->inflight++;
+    c->dispatching = 1;
+    c->server->handler(&c->req, c->server->arg);
+    c->dispatching = 0;
+}
+
+/*
+ * Makes the consumer's next callback if it holds nothing: the next piece, else the
+ * error that cut the body short, else the end of the body. Returns 1 when it made
+ * one (the caller then looks again: the consumer may have given the piece back, or
+ * answered), 0 when there was nothing to do, and -1 when the answer given from the
+ * callback was the last use of an already closed connection, which is then freed
+ * here (never inside the callback) and must not be touched again.
+ */
+static int stream_pump(http_conn_t *c)
+{
+    conn_stream_t *s = &c->stream;
+    http_request_t *r = &c->req;
+
+    if (s->state != SS_READING)
+        return 0;
+    if (s->error == STREAM_OK && s->fill.len > 0) {
+        buf_t t = s->held;
+        s->held = s->fill;
+        s->fill = t;
+        buf_reset(&s->fill);
+        stream_set_state(c, SS_BUSY);
+        c->dispatching = 1;
+        s->reader.on_data(r, s->held.data, s->held.len, s->arg);
+        c->dispatching = 0;
+        return stream_after_callback(c);
+    }
+    if (s->error == STREAM_OK && !c->msg_complete)
+        return 0;
+    stream_set_state(c, SS_DONE);
+    if (c->state == CONN_STREAM)
+        conn_set_state(c, CONN_HANDLER);
+    c->dispatching = 1;
+    if (s->error != STREAM_OK)
+        s->reader.on_error(r, s->error, s->arg);
+    else
+        s->reader.on_end(r, s->arg);
+    c->dispatching = 0;
+    return stream_after_callback(c);
+}
+
+int http_request_read_body(http_request_t *req, const http_body_reader_t *reader, uint64_t max_body,
+                           void *arg)
+{
+    http_conn_t *c = req->conn;
+    conn_stream_t *s = &c->stream;
+
+    if (!req->streaming || s->state != SS_WAIT)
+        return HTTP_ESTATE;
+    if (!reader || !reader->on_data || !reader->on_end || !reader->on_error)
+        return HTTP_EINVAL;
+    if (req->content_length > 0 && (uint64_t)req->content_length > max_body)
+        return HTTP_ETOOBIG;
+    s->reader = *reader;
+    s->arg = arg;
+    s->max = max_body;
+    s->received = 0;
+    buf_init(&s->fill, HTTP_STREAM_CHUNK + READ_BUF_SIZE);
+    buf_init(&s->held, HTTP_STREAM_CHUNK + READ_BUF_SIZE);
+    stream_set_state(c, SS_READING);
+    if (s->want_continue && c->state == CONN_STREAM && !c->peer_eof)
+        send_continue(c);
+    s->want_continue = 0;
+    if (!c->dispatching)
+        process_input(c);
+    return 0;
+}
+
+void http_request_body_next(http_request_t *req)
+{
+    http_conn_t *c = req->conn;
+    conn_stream_t *s = &c->stream;
+
+    if (s->state != SS_BUSY) {
+        log_error("http: body piece given back twice, or none was held");
+        abort();
+    }
+    buf_reset(&s->held);
+    stream_set_state(c, SS_READING);
+    if (!c->dispatching)
+        process_input(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -767,6 +1026,21 @@ static void update_reading(http_conn_t *c)
 {
     int want = c->state != CONN_CLOSING && !c->peer_eof &&
                (c->in_len < READ_BUF_SIZE || c->in_off > 0 || c->state == CONN_DRAINING);
+    if (c->state == CONN_STREAM) {
+        conn_stream_t *s = &c->stream;
+        if (s->error != STREAM_OK)
+            want = 0;
+        /*
+         * The body timeout counts the client's silence only: not while the handler has
+         * not asked for the body yet, nor while a busy consumer keeps us from reading.
+         */
+        if (want && (s->state == SS_READING || s->state == SS_BUSY) && !c->msg_complete) {
+            if (!uv_is_active((uv_handle_t *)&c->timer))
+                uv_timer_start(&c->timer, on_timer, c->server->cfg.body_timeout_ms, 0);
+        } else {
+            uv_timer_stop(&c->timer);
+        }
+    }
     if (want && !c->reading)
         c->reading = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0;
     else if (!want && c->reading) {
@@ -775,34 +1049,68 @@ static void update_reading(http_conn_t *c)
     }
 }
 
+/* Whether the parser may run now: never past a streamed body the consumer is not ready for. */
+static int can_parse(const http_conn_t *c)
+{
+    const conn_stream_t *s = &c->stream;
+    switch (c->state) {
+    case CONN_IDLE:
+    case CONN_HEAD:
+    case CONN_BODY:
+        return 1;
+    case CONN_STREAM:
+        return (s->state == SS_READING || s->state == SS_BUSY) && s->error == STREAM_OK && !c->msg_complete &&
+               s->fill.len < HTTP_STREAM_CHUNK;
+    default:
+        return 0;
+    }
+}
+
 static void process_input(http_conn_t *c)
 {
-    while (c->in_off < c->in_len &&
-           (c->state == CONN_IDLE || c->state == CONN_HEAD || c->state == CONN_BODY)) {
-        if (c->state == CONN_IDLE)
-            conn_set_state(c, CONN_HEAD);
-        size_t avail = c->in_len - c->in_off;
-        size_t n = http_parser_execute(&c->parser, &parser_settings, c->in + c->in_off, avail);
-        c->in_off += n;
-        enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-        if (err == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
-            dispatch(c);
-            continue;
+    for (;;) {
+        while (c->in_off < c->in_len && can_parse(c)) {
+            if (c->state == CONN_IDLE)
+                conn_set_state(c, CONN_HEAD);
+            size_t avail = c->in_len - c->in_off;
+            size_t n = http_parser_execute(&c->parser, &parser_settings, c->in + c->in_off, avail);
+            c->in_off += n;
+            enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+            if (err == HPE_PAUSED) {
+                http_parser_pause(&c->parser, 0);
+                if (c->pause_headers) {
+                    c->pause_headers = 0;
+                    dispatch_stream(c);
+                } else if (c->state != CONN_STREAM) {
+                    dispatch(c);
+                }
+                continue;
+            }
+            if (err != HPE_OK) {
+                int status = c->error_status ? c->error_status : 400;
+                if (err == HPE_HEADER_OVERFLOW)
+                    status = 431;
+                log_debug("http: refusing request: %d (%s)", status, http_errno_description(err));
+                if (c->state == CONN_STREAM)
+                    stream_fail(c, status);
+                else
+                    respond_error(c, status);
+                break;
+            }
+            if (n == avail)
+                break;
         }
-        if (err != HPE_OK) {
-            int status = c->error_status ? c->error_status : 400;
-            if (err == HPE_HEADER_OVERFLOW)
-                status = 431;
-            log_debug("http: refusing request: %d (%s)", status, http_errno_description(err));
-            respond_error(c, status);
-            break;
-        }
-        if (n == avail)
+        if (c->in_off == c->in_len)
+            c->in_off = c->in_len = 0;
+        /* The client half-closed with the body incomplete and nothing left to parse. */
+        if (c->state == CONN_STREAM && c->peer_eof && c->in_len == 0 && !c->msg_complete)
+            stream_fail(c, 400);
+        int pumped = stream_pump(c);
+        if (pumped < 0)
+            return;
+        if (pumped == 0)
             break;
     }
-    if (c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
     update_reading(c);
 }
 
@@ -825,6 +1133,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         case CONN_WRITING:
             c->close_after = 1; /* half-closed: answer, then close */
             break;
+        case CONN_STREAM:
+            /* What is buffered may still complete the body; process_input() decides. */
+            c->close_after = 1;
+            process_input(c);
+            break;
         default:
             conn_close(c);
             break;
@@ -836,7 +1149,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         return;
     }
     c->in_len += (size_t)nread;
-    if (c->state == CONN_IDLE || c->state == CONN_HEAD || c->state == CONN_BODY)
+    if (c->state == CONN_STREAM && uv_is_active((uv_handle_t *)&c->timer))
+        uv_timer_start(&c->timer, on_timer, c->server->cfg.body_timeout_ms, 0);
+    if (c->state == CONN_IDLE || c->state == CONN_HEAD || c->state == CONN_BODY || c->state == CONN_STREAM)
         process_input(c);
     else
         update_reading(c);
@@ -870,6 +1185,7 @@ static void on_connection(uv_stream_t *listener, int status)
     c->headers = xcalloc(s->cfg.max_headers ? s->cfg.max_headers : 1, sizeof(*c->headers));
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
+    c->stream.error = STREAM_OK;
     c->state = CONN_IDLE;
 
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->shutting_down ||

@@ -10,16 +10,34 @@
  * on one connection are answered in order; the next pipelined request is parsed
  * only after the previous response was queued. The process must ignore SIGPIPE
  * (libuv writes to sockets with write(2)).
+ *
+ * Streaming bodies: when the config's stream_select() says so for a request (the
+ * router's http_router_streams() selects the routes added with
+ * http_router_add_stream()), the handler is called as soon as the headers are in,
+ * with an empty body, and takes the body with http_request_read_body(): it gets the
+ * body in pieces of at most HTTP_STREAM_CHUNK bytes (plus one read), one at a time,
+ * and acknowledges each with http_request_body_next(). Until then the server reads
+ * ahead at most one more piece and then stops reading the socket (backpressure), so
+ * memory stays bounded whatever the body size. Until http_request_read_body() is
+ * called nothing of the body is read, and "100 Continue" is only sent then, so a
+ * handler can refuse a request (401, 404, 413, 415) before the client sends the body.
+ * The body timeout then measures silence between reads, not the whole body, and is
+ * paused while the consumer holds a piece.
  */
 #ifndef HERALD_HTTP_SERVER_H
 #define HERALD_HTTP_SERVER_H
 #include "http/arena.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define HTTP_EINVAL (-22)   /* bad argument (address, port) */
+#define HTTP_ETOOBIG (-27)  /* the declared Content-Length exceeds the reader's limit */
 #define HTTP_ESTATE (-1000) /* the server is not in a state that allows this */
+
+/* A streamed body is handed over in pieces of about this size (see http_request_read_body()). */
+#define HTTP_STREAM_CHUNK (256 * 1024)
 
 #define HTTP_MAX_PARAMS 8 /* router path parameters per request */
 
@@ -45,8 +63,10 @@ typedef struct http_request {
     size_t path_len;
     http_header_t *headers;
     size_t header_count;
-    const char *body; /* NUL-terminated (the NUL is not counted); "" when empty */
+    const char *body; /* NUL-terminated (the NUL is not counted); "" when empty or streamed */
     size_t body_len;
+    int64_t content_length; /* Content-Length as declared; -1 when chunked; 0 when no body */
+    int streaming; /* 1: called at the end of the headers; read the body with http_request_read_body() */
     http_arena_t *arena; /* scratch memory freed when the response is done */
     /* Filled by http_router_dispatch() from "{name}" segments of the matched pattern. */
     const char *param_names[HTTP_MAX_PARAMS];
@@ -60,6 +80,13 @@ typedef struct http_request {
 
 typedef void (*http_handler_cb)(http_request_t *req, void *arg);
 
+/*
+ * Decides at the end of the headers whether req's body is streamed (return 1) or
+ * buffered (0). req has its method, target, path, query and headers, nothing else.
+ * arg is the handler's argument.
+ */
+typedef int (*http_stream_select_cb)(const http_request_t *req, void *arg);
+
 typedef struct http_server_config {
     size_t max_header_bytes;      /* request line + headers; beyond: 431 (0: 16 KiB) */
     size_t max_headers;           /* header lines; beyond: 431 (0: 64) */
@@ -71,6 +98,7 @@ typedef struct http_server_config {
     unsigned body_timeout_ms;     /* end of headers to end of body (0: 30 s) */
     unsigned shutdown_timeout_ms; /* graceful shutdown waits at most this for in-flight requests (0: 10 s) */
     const char *server_name;      /* "Server:" header value; NULL: none */
+    http_stream_select_cb stream_select; /* NULL: every body is buffered (up to max_body) */
 } http_server_config_t;
 
 /*
@@ -108,6 +136,9 @@ void http_server_shutdown(http_server_t *s, void (*done)(void *arg), void *arg);
  * NULL-terminated array of "Name: value" strings, e.g. from the arena) and the body
  * (copied). Content-Length, Date-less minimal headers and keep-alive handling are added.
  * After this call req is gone. Calling it twice for one request is a bug (aborts).
+ * Answering a streamed request before its body ended stops the body (no more
+ * callbacks; a piece the consumer holds is released) and closes the connection after
+ * the answer.
  */
 void http_respond(http_request_t *req, int status, const char *content_type, const char *const *headers,
                   const char *body, size_t body_len);
@@ -120,6 +151,44 @@ void http_respond_status(http_request_t *req, int status);
  * Used to simulate lost responses and dropped connections. After this call req is gone.
  */
 void http_request_reset(http_request_t *req);
+
+/*
+ * The consumer of a streamed body. Its callbacks run on the loop thread, one at a
+ * time, never while the consumer holds a piece: any number of on_data, then exactly
+ * one of on_end or on_error (none once the request has been answered). They may run
+ * from inside http_request_read_body() and http_request_body_next().
+ */
+typedef struct http_body_reader {
+    /*
+     * The next piece of the body; data is borrowed until http_request_body_next(),
+     * which the consumer calls when done with it (at once or later, e.g. from a
+     * uv_queue_work() completion). No further callback runs before that.
+     */
+    void (*on_data)(http_request_t *req, const char *data, size_t len, void *arg);
+    /* The body is complete and every piece was acknowledged: answer the request. */
+    void (*on_end)(http_request_t *req, void *arg);
+    /*
+     * The body was cut short: status is 400 (malformed chunked framing, or the client
+     * closed its side before the end), 408 (no bytes for body_timeout_ms), 413 (more
+     * than max_body bytes), or 0 (the connection is gone). The request must still be
+     * answered with http_respond() or http_request_reset(); after a 0 or a 408 the
+     * answer is dropped. The connection is closed after the answer.
+     */
+    void (*on_error)(http_request_t *req, int status, void *arg);
+} http_body_reader_t;
+
+/*
+ * Starts reading the streamed body of req (req->streaming must be 1) into reader
+ * (copied), with arg passed to its callbacks, refusing bodies over max_body bytes.
+ * Returns 0; HTTP_ETOOBIG when the declared Content-Length is over max_body (nothing
+ * is read: answer 413); HTTP_ESTATE when req is not streamed or the body is already
+ * being read; HTTP_EINVAL when a callback is missing.
+ */
+__attribute__((warn_unused_result)) int
+http_request_read_body(http_request_t *req, const http_body_reader_t *reader, uint64_t max_body, void *arg);
+
+/* Gives back the piece of body the last on_data passed; the next callback may follow. */
+void http_request_body_next(http_request_t *req);
 
 /* Returns the value of the first header called name (case-insensitive), or NULL. */
 const char *http_request_header(const http_request_t *req, const char *name);

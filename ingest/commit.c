@@ -1,7 +1,7 @@
 /*
  * Stage 2 of an upload (see ingest.h): one transaction on the caller's db_t that
- * turns the two spools of stage 1 into a campaign's recipients. The campaign row is
- * locked first, so two uploads to one campaign take turns; the campaign_uploads row is
+ * turns the two spools of stage 1 into a campaign's recipients. An advisory lock on
+ * the campaign is taken first, so two uploads to one campaign take turns; the campaign_uploads row is
  * claimed next (UNIQUE campaign_id + file_sha256), which is how a repeated file is
  * recognised before any work; the org's suppression list is read at the same time.
  * Then the accepted rows are COPYed into campaign_recipients, each line prefixed with
@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #define READ_CHUNK (64u * 1024)
+#define INGEST_LOCK_CLASS "1164" /* advisory lock class of uploads: (class, hash of the campaign id) */
 
 typedef enum cstate {
     CS_CLAIM,    /* BEGIN, lock the campaign, claim the upload row */
@@ -339,7 +340,14 @@ static void queue_claim(commit_t *cm)
     snprintf(oid, sizeof(oid), "%" PRId64, c->org_id);
     snprintf(rows, sizeof(rows), "%ld", rep->rows);
     q(cm, "BEGIN", 0, NULL);
-    q(cm, "SELECT status FROM campaigns WHERE id = $1::bigint AND org_id = $2::bigint FOR UPDATE", 2, p2);
+    /*
+     * Uploads to one campaign take turns (the check against earlier uploads needs it),
+     * under a transaction-scoped advisory lock rather than a lock on the campaign row,
+     * which would hold up pause, resume, cancel and the scheduler for as long as a file
+     * is being read.
+     */
+    q(cm, "SELECT pg_advisory_xact_lock(" INGEST_LOCK_CLASS ", hashtext($1))", 1, p2);
+    q(cm, "SELECT status FROM campaigns WHERE id = $1::bigint AND org_id = $2::bigint", 2, p2);
     if (cm->streaming)
         /* The file's SHA-256 is known only at its end: a placeholder until then (16
          * bytes, so never a real one), checked against earlier uploads in CS_CHECK. */

@@ -4,12 +4,18 @@
  * pipelining, chunked bodies, async responses, the router's 404/405 and path
  * parameters, 400 on garbage, 413, 414, 431, the header timeout against a slowloris
  * client, Expect: 100-continue, and graceful shutdown with a request in flight.
+ * Streamed bodies (http_router_add_stream): pieces bounded in size, chunked and
+ * Content-Length bodies, keep-alive and pipelining after a stream, backpressure (a
+ * consumer that holds a piece stops the server reading: the client cannot push more
+ * than the socket buffers), 413 both declared and while streaming, an early refusal
+ * without "100 Continue", a client that vanishes mid-body, and the silence timeout.
  * Ends by closing every handle and asserting uv_loop_close() == 0.
  */
 #include "http/router.h"
 #include "http/server.h"
 
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -78,6 +84,123 @@ static void slow(http_request_t *req, void *arg)
     uv_timer_start(&s->timer, slow_fire, 300, 0);
 }
 
+/* ---- a streaming consumer ---- */
+
+/*
+ * POST /upload?...: reads the body piece by piece and answers "n=BYTES hash=FNV
+ * pieces=K max=LARGEST". Query flags: "refuse" answers 415 without reading; "async"
+ * gives each piece back from a timer; "hold" keeps the first piece until the test
+ * fires release_async; "max=N" caps the body.
+ */
+typedef struct upload {
+    http_request_t *req;
+    uint64_t n;
+    uint32_t hash;
+    size_t pieces, max_piece;
+    int async, hold;
+    uv_timer_t timer;
+} upload_t;
+
+static uv_async_t release_async;
+static upload_t *_Atomic held_upload;
+static atomic_int last_stream_error = -2; /* status of the last on_error, -2: none */
+static atomic_int uploads_done;           /* uploads that ended (answered or failed) */
+
+static void upload_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void upload_finish(upload_t *u)
+{
+    atomic_fetch_add(&uploads_done, 1);
+    uv_close((uv_handle_t *)&u->timer, upload_closed);
+}
+
+static void upload_ack(uv_timer_t *t)
+{
+    upload_t *u = t->data;
+    http_request_body_next(u->req);
+}
+
+static void upload_data(http_request_t *req, const char *data, size_t len, void *arg)
+{
+    upload_t *u = arg;
+    assert_ptr_equal(req, u->req);
+    for (size_t i = 0; i < len; i++)
+        u->hash = (u->hash ^ (unsigned char)data[i]) * 16777619u;
+    u->n += len;
+    u->pieces++;
+    if (len > u->max_piece)
+        u->max_piece = len;
+    if (u->hold) {
+        u->hold = 0;
+        atomic_store(&held_upload, u);
+        return;
+    }
+    if (u->async)
+        uv_timer_start(&u->timer, upload_ack, 5, 0);
+    else
+        http_request_body_next(req);
+}
+
+static void upload_end(http_request_t *req, void *arg)
+{
+    upload_t *u = arg;
+    char out[160];
+    int n = snprintf(out, sizeof(out), "n=%llu hash=%08x pieces=%zu max=%zu", (unsigned long long)u->n,
+                     u->hash, u->pieces, u->max_piece);
+    http_respond(req, 200, "text/plain", NULL, out, (size_t)n);
+    upload_finish(u);
+}
+
+static void upload_error(http_request_t *req, int status, void *arg)
+{
+    upload_t *u = arg;
+    atomic_store(&last_stream_error, status);
+    if (status == 0)
+        http_request_reset(req);
+    else
+        http_respond_status(req, status);
+    upload_finish(u);
+}
+
+static void upload(http_request_t *req, void *arg)
+{
+    (void)arg;
+    static const http_body_reader_t reader = {upload_data, upload_end, upload_error};
+    const char *mx = strstr(req->query, "max=");
+    uint64_t max = mx ? strtoull(mx + 4, NULL, 10) : 64u << 20;
+    assert_int_equal(req->streaming, 1);
+    assert_int_equal(req->body_len, 0);
+    if (strstr(req->query, "refuse")) {
+        http_respond_status(req, 415);
+        return;
+    }
+    upload_t *u = calloc(1, sizeof(*u));
+    u->req = req;
+    u->hash = 2166136261u;
+    u->async = strstr(req->query, "async") != NULL;
+    u->hold = strstr(req->query, "hold") != NULL;
+    uv_timer_init(&loop, &u->timer);
+    u->timer.data = u;
+    int rc = http_request_read_body(req, &reader, max, u);
+    if (rc == HTTP_ETOOBIG) {
+        http_respond_status(req, 413);
+        uv_close((uv_handle_t *)&u->timer, upload_closed);
+        return;
+    }
+    assert_int_equal(rc, 0);
+}
+
+static void on_release(uv_async_t *a)
+{
+    (void)a;
+    upload_t *u = atomic_exchange(&held_upload, NULL);
+    if (u)
+        http_request_body_next(u->req);
+}
+
 static void on_shutdown_done(void *arg)
 {
     (void)arg;
@@ -88,6 +211,7 @@ static void on_stop(uv_async_t *a)
 {
     http_server_shutdown(server, on_shutdown_done, NULL);
     uv_close((uv_handle_t *)a, NULL);
+    uv_close((uv_handle_t *)&release_async, NULL);
 }
 
 static void loop_thread(void *arg)
@@ -109,6 +233,7 @@ static int setup(void **state)
     assert_int_equal(http_router_add(router, "GET", "/slow", slow, NULL), 0);
     assert_int_equal(http_router_add(router, "GET", "/only-get", echo, NULL), 0);
     assert_int_equal(http_router_add(router, "GET", "/bad/{x", echo, NULL), HTTP_ROUTER_EPATTERN);
+    assert_int_equal(http_router_add_stream(router, "POST", "/upload", upload, NULL), 0);
     http_server_config_t cfg = {.max_header_bytes = 4096,
                                 .max_headers = 20,
                                 .max_url = 1024,
@@ -116,12 +241,14 @@ static int setup(void **state)
                                 .header_timeout_ms = 400,
                                 .body_timeout_ms = 400,
                                 .idle_timeout_ms = 2000,
-                                .shutdown_timeout_ms = 3000};
+                                .shutdown_timeout_ms = 3000,
+                                .stream_select = http_router_streams};
     http_server_new(&loop, &cfg, http_router_dispatch, router, &server);
     assert_int_equal(http_server_listen(server, "127.0.0.1", 0), 0);
     port = http_server_port(server);
     assert_true(port > 0);
     assert_int_equal(uv_async_init(&loop, &stop_async, on_stop), 0);
+    assert_int_equal(uv_async_init(&loop, &release_async, on_release), 0);
     assert_int_equal(uv_thread_create(&thread, loop_thread, NULL), 0);
     return 0;
 }
@@ -253,6 +380,21 @@ static void test_chunked_and_continue(void **state)
     sends(fd, "body");
     read_responses(fd, 1, buf, sizeof(buf));
     assert_non_null(strstr(buf, "POST /echo body"));
+    /* Pipelined requests that each expect "100 Continue" (the fuzzer crashed libuv with these). */
+    sends(fd,
+          "POST /echo?p1 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "5\r\nBody=\r\n0\r\n\r\n"
+          "POST /echo?p2 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"
+          "GET /echo?p3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    memset(buf, 0, sizeof(buf));
+    size_t got = 0;
+    while (!strstr(buf, "GET /echo?p3")) {
+        ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    assert_non_null(strstr(buf, "POST /echo?p1 Body="));
+    assert_non_null(strstr(buf, "POST /echo?p2 ok"));
     close(fd);
 }
 
@@ -342,6 +484,234 @@ static void test_slowloris(void **state)
     close(fd);
 }
 
+/* ---- streamed bodies ---- */
+
+static uint32_t fnv(const char *d, size_t n, uint32_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)d[i]) * 16777619u;
+    return h;
+}
+
+static char *pattern(size_t n)
+{
+    char *b = malloc(n);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        b[i] = (char)(x >> 16);
+    }
+    return b;
+}
+
+/* Waits up to 3 s for uploads_done to reach want. */
+static void wait_uploads(int want)
+{
+    for (int i = 0; i < 300 && atomic_load(&uploads_done) < want; i++)
+        usleep(10 * 1000);
+    assert_int_equal(atomic_load(&uploads_done), want);
+}
+
+static void check_upload_answer(const char *buf, size_t n, uint32_t hash)
+{
+    char want[96];
+    snprintf(want, sizeof(want), "n=%zu hash=%08x ", n, hash);
+    if (!strstr(buf, want))
+        fail_msg("want %s in %.200s", want, buf);
+    const char *m = strstr(buf, " max=");
+    assert_non_null(m);
+    /* A piece is at most HTTP_STREAM_CHUNK plus one read buffer (64 KiB). */
+    assert_true(strtoul(m + 5, NULL, 10) <= HTTP_STREAM_CHUNK + 64 * 1024);
+}
+
+static void test_stream_content_length(void **state)
+{
+    (void)state;
+    int fd = dial();
+    size_t n = 3 * 1024 * 1024 + 123;
+    char *body = pattern(n);
+    char hdr[128], buf[8192];
+    snprintf(hdr, sizeof(hdr), "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
+    sends(fd, hdr);
+    send_all(fd, body, n);
+    read_responses(fd, 1, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
+    assert_null(strstr(buf, "Connection: close"));
+    check_upload_answer(buf, n, fnv(body, n, 2166136261u));
+    assert_true(strtoul(strstr(buf, "pieces=") + 7, NULL, 10) >= n / (HTTP_STREAM_CHUNK + 64 * 1024));
+    /* Keep-alive and pipelining go on after a streamed body; an empty one ends at once. */
+    sends(fd, "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+              "GET /echo?after HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_responses(fd, 2, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "n=0 hash=811c9dc5 pieces=0"));
+    assert_non_null(strstr(buf, "GET /echo?after"));
+    free(body);
+    close(fd);
+}
+
+static void test_stream_chunked_continue(void **state)
+{
+    (void)state;
+    int fd = dial();
+    size_t n = 2 * 1024 * 1024 + 7, off = 0;
+    char *body = pattern(n);
+    char buf[8192], line[32];
+    sends(fd, "POST /upload?async HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n");
+    /* "100 Continue" comes once the handler asks for the body. */
+    read_responses(fd, 1, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 100 Continue\r\n\r\n"));
+    for (size_t k = 1; off < n; k++) {
+        size_t len = (k * 7919) % 100000 + 1;
+        if (len > n - off)
+            len = n - off;
+        snprintf(line, sizeof(line), "%zx\r\n", len);
+        sends(fd, line);
+        send_all(fd, body + off, len);
+        sends(fd, "\r\n");
+        off += len;
+    }
+    sends(fd, "0\r\n\r\n");
+    read_responses(fd, 1, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
+    check_upload_answer(buf, n, fnv(body, n, 2166136261u));
+    free(body);
+    close(fd);
+}
+
+static void test_stream_backpressure(void **state)
+{
+    (void)state;
+    int fd = dial();
+    const size_t total = 64u << 20;
+    size_t sent = 0;
+    char chunk[64 * 1024], buf[8192], hdr[128];
+    uint32_t hash = 2166136261u;
+    memset(chunk, 'a', sizeof(chunk));
+    snprintf(hdr, sizeof(hdr), "POST /upload?hold HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", total);
+    sends(fd, hdr);
+    /* The consumer holds its first piece: the server must stop reading, so the kernel stops taking bytes. */
+    int idle_ms = 0;
+    while (sent < total && idle_ms < 400) {
+        ssize_t w = send(fd, chunk, sizeof(chunk), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            hash = fnv(chunk, (size_t)w, hash);
+            sent += (size_t)w;
+            idle_ms = 0;
+        } else {
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+            usleep(20 * 1000);
+            idle_ms += 20;
+        }
+    }
+    assert_non_null(atomic_load(&held_upload));
+    print_message("backpressure: %zu bytes taken while the consumer held a piece\n", sent);
+    if (sent >= 32u << 20)
+        fail_msg("the server kept reading while its consumer was busy: %zu bytes taken", sent);
+    uv_async_send(&release_async);
+    while (sent < total) {
+        size_t len = total - sent < sizeof(chunk) ? total - sent : sizeof(chunk);
+        send_all(fd, chunk, len);
+        hash = fnv(chunk, len, hash);
+        sent += len;
+    }
+    read_responses(fd, 1, buf, sizeof(buf));
+    check_upload_answer(buf, total, hash);
+    close(fd);
+}
+
+static void test_stream_limits(void **state)
+{
+    (void)state;
+    /* Declared too large: refused before any "100 Continue". */
+    const char big[] = "POST /upload?max=1000 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                       "Content-Length: 5000\r\n\r\n";
+    expect_refusal(big, sizeof(big) - 1, "HTTP/1.1 413 Payload Too Large");
+    /* Refused by the handler before it reads: no "100 Continue", connection closed. */
+    const char refuse[] = "POST /upload?refuse HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                          "Content-Length: 1000\r\n\r\n";
+    expect_refusal(refuse, sizeof(refuse) - 1, "HTTP/1.1 415 Unsupported Media Type");
+
+    /* Chunked past the cap: the consumer hears 413 while the body streams in. */
+    int before = atomic_load(&uploads_done);
+    int fd = dial();
+    char chunk[10000], buf[4096];
+    memset(chunk, 'q', sizeof(chunk));
+    sends(fd, "POST /upload?max=100000 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 20; i++) {
+        if (send(fd, "2710\r\n", 6, MSG_NOSIGNAL) < 0 || send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL) < 0 ||
+            send(fd, "\r\n", 2, MSG_NOSIGNAL) < 0)
+            break;
+    }
+    read_responses(fd, 1, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 413"));
+    assert_non_null(strstr(buf, "Connection: close"));
+    assert_true(closed_by_peer(fd));
+    close(fd);
+    wait_uploads(before + 1);
+    assert_int_equal(atomic_load(&last_stream_error), 413);
+}
+
+static void test_stream_client_gone(void **state)
+{
+    (void)state;
+    char chunk[64 * 1024], buf[4096];
+    memset(chunk, 'z', sizeof(chunk));
+
+    /* A reset mid-body: the consumer hears 0 (or 400 if the FIN was seen first). */
+    int before = atomic_load(&uploads_done);
+    int fd = dial();
+    sends(fd, "POST /upload?async HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n");
+    for (int i = 0; i < 16; i++)
+        send_all(fd, chunk, sizeof(chunk));
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    wait_uploads(before + 1);
+    int e = atomic_load(&last_stream_error);
+    assert_true(e == 0 || e == 400);
+
+    /* A half-close mid-body: the body can never complete; the answer still reaches the client. */
+    fd = dial();
+    sends(fd, "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
+    send_all(fd, chunk, sizeof(chunk));
+    shutdown(fd, SHUT_WR);
+    read_responses(fd, 1, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 400"));
+    close(fd);
+    wait_uploads(before + 2);
+    assert_int_equal(atomic_load(&last_stream_error), 400);
+
+    /* The whole body then a half-close is fine. */
+    fd = dial();
+    sends(fd, "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n");
+    send_all(fd, chunk, sizeof(chunk));
+    shutdown(fd, SHUT_WR);
+    read_responses(fd, 1, buf, sizeof(buf));
+    check_upload_answer(buf, sizeof(chunk), fnv(chunk, sizeof(chunk), 2166136261u));
+    close(fd);
+
+    /* And the server goes on serving. */
+    fd = dial();
+    sends(fd, "GET /echo?still HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_responses(fd, 1, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "GET /echo?still"));
+    close(fd);
+}
+
+static void test_stream_silence(void **state)
+{
+    (void)state;
+    int before = atomic_load(&uploads_done);
+    int fd = dial();
+    sends(fd, "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n0123456789");
+    /* No more bytes: after the 400 ms body timeout the consumer hears 408 and the socket closes. */
+    assert_true(closed_by_peer(fd));
+    close(fd);
+    wait_uploads(before + 1);
+    assert_int_equal(atomic_load(&last_stream_error), 408);
+}
+
 static void test_graceful_shutdown(void **state)
 {
     (void)state;
@@ -379,9 +749,18 @@ static int teardown_after_shutdown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keep_alive),           cmocka_unit_test(test_pipelining),
-        cmocka_unit_test(test_chunked_and_continue), cmocka_unit_test(test_router_errors),
-        cmocka_unit_test(test_bad_requests),         cmocka_unit_test(test_slowloris),
+        cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_chunked_and_continue),
+        cmocka_unit_test(test_router_errors),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_slowloris),
+        cmocka_unit_test(test_stream_content_length),
+        cmocka_unit_test(test_stream_chunked_continue),
+        cmocka_unit_test(test_stream_backpressure),
+        cmocka_unit_test(test_stream_limits),
+        cmocka_unit_test(test_stream_client_gone),
+        cmocka_unit_test(test_stream_silence),
         cmocka_unit_test(test_graceful_shutdown),
     };
     return cmocka_run_group_tests(tests, setup, teardown_after_shutdown);

@@ -11,6 +11,7 @@
  */
 #include "app/cli.h"
 #include "app/commands.h"
+#include "app/org_creds.h"
 #include "common/log.h"
 #include "scheduler/scheduler.h"
 
@@ -417,6 +418,16 @@ int cmd_campaign_run(int argc, char **argv)
         goto out;
     }
     sched_config_init(&cfg);
+    {
+        unsigned char mkey[CRYPTO_KEY_LEN];
+        int mk = org_creds_master_key(mkey);
+        if (mk < 0) {
+            fprintf(stderr, "herald: campaign run: HERALD_MASTER_KEY: expected 32 bytes as 64 hex digits or base64\n");
+            goto out;
+        }
+        org_creds_sched_config(&cfg, mk > 0 ? mkey : NULL);
+        memset(mkey, 0, sizeof(mkey));
+    }
     cfg.conninfo = s.conninfo;
     cfg.campaign_id = atoll(id);
     cfg.include_direct = 0;

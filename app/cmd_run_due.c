@@ -8,6 +8,7 @@
  */
 #include "app/cli.h"
 #include "app/commands.h"
+#include "app/org_creds.h"
 #include "scheduler/scheduler.h"
 
 #include <inttypes.h>
@@ -26,7 +27,8 @@
  */
 static const char pending_sql[] =
     "SELECT count(*) FILTER (WHERE o.next_attempt_at <= now() + " SOON ") + "
-    "(SELECT COALESCE(sum(herald_unfilled(id)), 0) FROM campaigns WHERE status = 'running' AND cron IS NULL), "
+    "(SELECT COALESCE(sum(herald_unfilled(id)), 0) FROM campaigns WHERE status = 'running' AND cron IS "
+    "NULL), "
     "count(*) FILTER (WHERE o.next_attempt_at > now() + " SOON ") FROM outbox o "
     "LEFT JOIN campaigns c ON c.id = o.campaign_id WHERE o.state IN ('queued', 'sending') "
     "AND (o.campaign_id IS NULL OR (c.status = 'running' AND (c.cron IS NULL OR o.run_key <> '')))";
@@ -68,6 +70,17 @@ int cmd_run_due(int argc, char **argv)
         }
     }
     sched_config_init(&cfg);
+    {
+        unsigned char mkey[CRYPTO_KEY_LEN];
+        int mk = org_creds_master_key(mkey);
+        if (mk < 0) {
+            fprintf(stderr,
+                    "herald: run-due: HERALD_MASTER_KEY: expected 32 bytes as 64 hex digits or base64\n");
+            return 1;
+        }
+        org_creds_sched_config(&cfg, mk > 0 ? mkey : NULL);
+        memset(mkey, 0, sizeof(mkey));
+    }
     if (!cfg.twilio.account_sid || !*cfg.twilio.account_sid) {
         fprintf(stderr, "herald: run-due: Twilio is not configured (TWILIO_ACCOUNT_SID and credentials)\n");
         return 1;

@@ -9,6 +9,7 @@
  * Control answers after the compare-and-set committed and pokes the dispatcher, so
  * the change takes effect at once in this process and within half a second in others.
  */
+#include "app/org_creds.h"
 #include "app/serve.h"
 #include "common/crypto.h"
 #include "common/log.h"
@@ -78,17 +79,10 @@ static void status_update(status_req_t *r)
 static void org_token(const serve_config_t *cfg, const PGresult *res, char *token, size_t len)
 {
     token[0] = '\0';
-    if (!PQgetisnull(res, 0, 1) && cfg->have_master_key) {
-        size_t rawlen, tlen;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &rawlen);
-        if (raw && rawlen >= CRYPTO_SEAL_OVERHEAD && rawlen - CRYPTO_SEAL_OVERHEAD < len &&
-            crypto_open(cfg->master_key, raw, rawlen, token, &tlen) == 0)
-            token[tlen] = '\0';
-        else
-            token[0] = '\0';
-        if (raw)
-            PQfreemem(raw);
-    }
+    if (!PQgetisnull(res, 0, 1) &&
+        org_secret_open(cfg->have_master_key ? cfg->master_key : NULL, PQgetvalue(res, 0, 1), token, len) != 0)
+        log_error("status callback: org %s: stored auth token cannot be decrypted (HERALD_MASTER_KEY?)",
+                  PQgetvalue(res, 0, 0));
     if (!token[0])
         snprintf(token, len, "%s", cfg->env_auth_token);
 }
@@ -365,6 +359,7 @@ int serve_scheduler_attach(serve_ctx_t *ctx)
     ss->m_ctl = metrics_counter(ctx->metrics, "herald_campaign_control_total", "Campaign control changes via the API.", "");
 
     sched_config_init(&cfg);
+    org_creds_sched_config(&cfg, ctx->cfg.have_master_key ? ctx->cfg.master_key : NULL);
     cfg.conninfo = ctx->cfg.conninfo;
     cfg.public_url = ctx->cfg.public_url[0] ? ctx->cfg.public_url : NULL;
     cfg.metrics = ctx->metrics;

@@ -28,6 +28,7 @@
  * trigger-automation) are recorded in that transaction as events and performed
  * after the commit by jobs (job_*), which record their outcome as further events.
  */
+#include "app/org_creds.h"
 #include "app/serve.h"
 #include "common/crypto.h"
 #include "common/log.h"
@@ -825,21 +826,10 @@ static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult 
     if (cfg->webhook_insecure)
         return 0;
     token[0] = '\0';
-    if (!PQgetisnull(res, row, base + 1)) {
-        unsigned char *raw;
-        size_t rawlen, tlen;
-        raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, base + 1), &rawlen);
-        if (raw && cfg->have_master_key && rawlen >= CRYPTO_SEAL_OVERHEAD &&
-            rawlen - CRYPTO_SEAL_OVERHEAD < sizeof(token)) {
-            if (crypto_open(cfg->master_key, raw, rawlen, token, &tlen) != 0)
-                token[0] = '\0';
-        }
-        if (raw)
-            PQfreemem(raw);
-        if (!token[0])
-            log_error("webhook: org %" PRId64 ": stored auth token cannot be decrypted (HERALD_MASTER_KEY?)",
-                      r->org_id);
-    }
+    if (!PQgetisnull(res, row, base + 1) &&
+        org_secret_open(cfg->have_master_key ? cfg->master_key : NULL, PQgetvalue(res, row, base + 1), token,
+                        sizeof(token)) != 0)
+        log_error("webhook: org %" PRId64 ": stored auth token cannot be decrypted (HERALD_MASTER_KEY?)", r->org_id);
     if (!token[0])
         snprintf(token, sizeof(token), "%s", cfg->env_auth_token);
     if (!token[0]) {

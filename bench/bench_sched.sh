@@ -10,7 +10,9 @@
 #   bench_sched.sh rss [N=500000]                 peak RSS of `campaign run` for N recipients
 #
 # env: HERALD_BUILD_DIR (default ./build), HERALD_TEST_PG_STATE (reuse a cluster; else one
-# is started and stopped here).
+# is started and stopped here). unthrottled also takes SCHED_PERF=FILE (perf record -a -g
+# during the run only; read it with perf report -i FILE --sort comm,dso) and, when the
+# cluster preloads pg_stat_statements, prints the statements that took the most time.
 set -uo pipefail
 mode=${1:-unthrottled}
 B=${HERALD_BUILD_DIR:-$(pwd)/build}
@@ -43,6 +45,31 @@ export HERALD_QUIET_HOURS=off HERALD_LOG_LEVEL=error
 unset HERALD_PUBLIC_URL TWILIO_API_KEY TWILIO_API_SECRET
 sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# CPU seconds used so far by the cluster (postmaster, live children, and reaped ones),
+# or by one process: what a run costs whatever else the machine is doing.
+pgdata=$(cut -f1 "$state")/data
+cpu_s() { # [PID]  (default: the Postgres cluster)
+  python3 - "${1:-}" "$pgdata" <<'EOF'
+import os, sys
+hz = os.sysconf('SC_CLK_TCK')
+def stat(pid):
+    f = open('/proc/%s/stat' % pid).read()
+    return f[f.rindex(')') + 2:].split()
+if sys.argv[1]:
+    st = stat(sys.argv[1]); print((int(st[11]) + int(st[12])) / hz); sys.exit()
+pm = open(sys.argv[2] + '/postmaster.pid').readline().strip()
+st = stat(pm); t = sum(int(x) for x in st[11:15])
+for p in os.listdir('/proc'):
+    if p.isdigit():
+        try:
+            st = stat(p)
+        except OSError:
+            continue
+        if st[1] == pm:
+            t += int(st[11]) + int(st[12])
+print(t / hz)
+EOF
+}
 
 start_sim() { # LEDGER flags...
   local l=$1; shift
@@ -84,10 +111,40 @@ unthrottled)
   n=${2:-200000}
   start_sim "$dir/l.jsonl" --mps 10000000
   id=$(campaign unthr "$n")
+  pgss=$(sql "SELECT count(*) FROM pg_settings WHERE name = 'shared_preload_libraries' AND setting LIKE '%pg_stat_statements%'")
+  if [ "$pgss" = 1 ]; then
+    sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+    sql "SELECT pg_stat_statements_reset()" >/dev/null
+  fi
+  if [ -n "${SCHED_PERF:-}" ]; then
+    perf record -a -g -F 499 -o "$SCHED_PERF" >/dev/null 2>"$dir/perf.err" &
+    perf_pid=$!
+    sleep 1
+  fi
   l0=$(load)
+  pg0=$(cpu_s); sim0=$(cpu_s "$sim_pid")
   t0=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o "$dir/rss" "$HERALD" campaign run "$id" --quiet >/dev/null 2>"$dir/run.err"
+  /usr/bin/time -f "%M %U %S" -o "$dir/rss" "$HERALD" campaign run "$id" --quiet >/dev/null 2>"$dir/run.err"
   t1=$(date +%s.%N)
+  pg1=$(cpu_s); sim1=$(cpu_s "$sim_pid")
+  [ -n "${SCHED_PERF:-}" ] && { kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null; }
+  read -r rss_kb cpu_u cpu_sys <"$dir/rss"
+  echo "$rss_kb" >"$dir/rss"
+  python3 - "$n" "$cpu_u" "$cpu_sys" "$pg0" "$pg1" "$sim0" "$sim1" <<'EOF'
+import sys
+n = int(sys.argv[1]); h = float(sys.argv[2]) + float(sys.argv[3])
+pg = float(sys.argv[5]) - float(sys.argv[4]); sim = float(sys.argv[7]) - float(sys.argv[6])
+us = lambda x: x * 1e6 / n
+tot = us(h) + us(pg) + us(sim)
+print(f"  CPU per message: herald {us(h):.1f} us, Postgres {us(pg):.1f} us, twilio-sim {us(sim):.1f} us; "
+      f"total {tot:.1f} us = at most {2e6 / tot:.0f} msg/s on 2 idle cores")
+EOF
+  if [ "$pgss" = 1 ]; then
+    echo "  Postgres statements by total time (pg_stat_statements, this database):"
+    psql "$DATABASE_URL" -XAtqF' | ' -c "SELECT round(total_exec_time)::text || ' ms', calls, round((total_exec_time * 1000 / GREATEST($n, 1))::numeric, 1)::text || ' us/msg', left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+       FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()
+       ORDER BY total_exec_time DESC LIMIT 8" | sed 's/^/    /'
+  fi
   sleep 0.5
   read -r rec dup lines f l <<<"$(ledger_check "$dir/l.jsonl" unthr)"
   left=$(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND state <> 'sent'")
@@ -160,12 +217,14 @@ faults)
   done
   left=$(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND state IN ('queued','sending','sent')")
   kill -0 "$sim_pid" 2>/dev/null || echo "  twilio-sim died: $(tail -3 "$dir/sim.err")"
+  simstats=$(curl -s "$TWILIO_API_BASE_URL/sim/stats")
   kill -TERM "$sp"; wait "$sp" 2>/dev/null
   read -r rec dup lines f l <<<"$(ledger_check "$dir/l.jsonl" faults)"
   echo "faults (5% 500, 5% 429, 1% lost response), $n recipients through herald serve: all sent or terminal in $((t1 - t0)) s"
   echo "  final states: $(sql "SELECT string_agg(state || '=' || n, ' ') FROM (SELECT state, count(*) n FROM outbox WHERE campaign_id=$id GROUP BY 1 ORDER BY 1) s")"
   echo "  not final (queued/sending/sent): $left; ledger: $rec recipients, $dup duplicates, $lines lines"
   echo "  retried rows: $(sql "SELECT count(*) FROM outbox WHERE campaign_id=$id AND attempts > 1"); lost responses in ledger: $(grep -c '"response_lost":true' "$dir/l.jsonl")"
+  echo "  simulator webhooks: $(echo "$simstats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join("%s %s" % (k, d.get(k)) for k in ("callbacks_delivered", "callback_retries", "callbacks_dropped", "callback_errors", "callbacks_waiting")))' 2>/dev/null)"
   echo "  load average before: $l0  after: $(load)"
   ;;
 crash)

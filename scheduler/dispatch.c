@@ -36,16 +36,55 @@
 #define SCHEDULES_MS 1000
 #define SENDER_TTL_S 10
 #define RECORD_MAX 2000
-#define RECORD_FLUSH_MS 20
+#define RECORD_FLUSH_MS 50
 #define LEASE_BATCH 2000
 #define LANE_TARGET_UNTHROTTLED 5000
 #define DRY_BACKOFF_MS 250
 #define RECONCILE_SLACK_S 5
 #define RECONCILE_PAGE 50
 
+/*
+ * The two statements run for every message are prepared once per connection and run
+ * with generic plans: planning them with their array parameters cost more than
+ * executing a small batch, and the generic plans (an index probe per row) do not
+ * depend on statistics that a running campaign keeps changing.
+ */
+#define STMT_LEASE_CAMPAIGN "sched_lease_campaign"
+#define STMT_RECORD "sched_record"
+
 typedef struct lane lane_t;
 typedef struct sender sender_t;
 typedef struct msg msg_t;
+typedef struct account account_t;
+typedef struct org org_t;
+
+/*
+ * A set of Twilio credentials and its client: the environment's (TWILIO_*), and one
+ * per distinct account of the orgs that have their own (orgs.twilio_account_sid with
+ * a sealed auth token or API key). Each has its own concurrency gate, and a refusal
+ * of its credentials (auth, configuration) stops only what is sent with them.
+ */
+struct account {
+    char key[200]; /* account sid "/" API key sid (or "" for the auth token); "env" for the environment's */
+    char sid[64];
+    twilio_client_t *tw;
+    bucket_gate_t gate;
+    int paused;
+    account_t *next;
+};
+
+typedef enum org_state { ORG_LOADING = 0, ORG_READY, ORG_BROKEN } org_state_t;
+
+/* An org the scheduler has lanes for: which account sends its messages, read once from orgs. */
+struct org {
+    int64_t id;
+    sched_t *s;
+    org_state_t state;
+    int query_inflight;
+    uint64_t retry_at;
+    account_t *acct; /* when ORG_READY */
+    org_t *next;
+};
 
 typedef enum lane_mode { LANE_RUNNING = 0, LANE_PAUSED, LANE_CANCELED, LANE_GONE } lane_mode_t;
 
@@ -61,6 +100,7 @@ struct msg {
     int segments, attempts, validity;
     int64_t unknown_since_ms;
     uint64_t leased_ms;
+    account_t *acct; /* set when sent or reconciled: whose client and gate it used */
     int suppressed;
     uint64_t t_send_ns;
     /* reconciliation */
@@ -86,6 +126,7 @@ struct lane {
     sched_t *s;
     int64_t campaign_id; /* 0: rows without a campaign */
     int64_t org_id;
+    org_t *org;
     char sender_key[80];
     int is_mg;
     sender_t *snd;
@@ -108,14 +149,16 @@ struct sched {
     sched_state_t state;
     sched_config_t cfg;
     char *conninfo, *owner, *public_url;
-    char *tw_strings[8];
+    twilio_config_t tw_base; /* the environment's client settings, for org accounts (strings below) */
+    char *tw_base_url, *tw_from, *tw_mg;
     db_t *db;
     int db_ready;
-    twilio_client_t *tw;
+    account_t *accounts; /* accounts[...] ends with the environment's */
+    account_t *env_acct;
+    org_t *orgs;
     uv_timer_t tick;
     lane_t *lanes;
     sender_t *senders;
-    bucket_gate_t gate;
     quiet_cache_t *qc;
     uint64_t gen, next_discover, next_schedules, next_depth;
     int discover_inflight, schedules_inflight;
@@ -241,6 +284,137 @@ static void msg_free(msg_t *m)
     free(m);
 }
 
+/* ---- accounts and orgs ---- */
+
+static account_t *account_find(sched_t *s, const char *key)
+{
+    for (account_t *a = s->accounts; a; a = a->next)
+        if (strcmp(a->key, key) == 0)
+            return a;
+    return NULL;
+}
+
+/* Creates an account with its own client from tc (copied by the client); NULL if the client refuses tc. */
+static account_t *account_new(sched_t *s, const char *key, const twilio_config_t *tc)
+{
+    account_t *a = xcalloc(1, sizeof(*a));
+
+    if (twilio_client_new(s->loop, tc, &a->tw) != 0) {
+        free(a);
+        return NULL;
+    }
+    snprintf(a->key, sizeof(a->key), "%s", key);
+    snprintf(a->sid, sizeof(a->sid), "%s", tc->account_sid ? tc->account_sid : "");
+    a->gate.max = s->cfg.account_concurrency;
+    a->next = s->accounts;
+    s->accounts = a;
+    return a;
+}
+
+static void org_broken(sched_t *s, org_t *o, const char *why)
+{
+    char msg[200];
+
+    snprintf(msg, sizeof(msg), "org %" PRId64 ": %s", o->id, why);
+    log_cerror("sched", "%s; its messages are not sent", msg);
+    set_error(s, "%s", msg);
+    o->state = ORG_BROKEN;
+    s->st.paused_reason = 1;
+}
+
+/*
+ * The org's credentials: its own account when it has an account sid and a secret
+ * that opens (an API key is preferred over the auth token, as for the environment),
+ * the environment's when it has no account sid. An org whose stored secret cannot be
+ * opened sends nothing rather than sending under another account.
+ */
+static void on_org_creds(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    org_t *o = arg;
+    sched_t *s = o->s;
+    char token[256], secret[256], key[200];
+    const char *sid, *key_sid;
+    twilio_config_t tc;
+    account_t *a;
+
+    (void)db;
+    o->query_inflight = 0;
+    s->misc_inflight--;
+    if (err || PQntuples(res) != 1 || !PQgetvalue(res, 0, 0)[0]) {
+        if (err) {
+            log_cerror("sched", "org %" PRId64 ": cannot read its credentials: %s", o->id, err);
+            o->retry_at = uv_now(s->loop) + 1000;
+        } else {
+            o->acct = s->env_acct;
+            o->state = ORG_READY;
+        }
+        maybe_finish_stop(s);
+        return;
+    }
+    sid = PQgetvalue(res, 0, 0);
+    key_sid = PQgetvalue(res, 0, 2);
+    token[0] = secret[0] = '\0';
+    if (!PQgetisnull(res, 0, 3) && s->cfg.open_secret)
+        (void)s->cfg.open_secret(s->cfg.open_secret_arg, PQgetvalue(res, 0, 3), secret, sizeof(secret));
+    if (!PQgetisnull(res, 0, 1) && s->cfg.open_secret)
+        (void)s->cfg.open_secret(s->cfg.open_secret_arg, PQgetvalue(res, 0, 1), token, sizeof(token));
+    tc = s->tw_base;
+    tc.account_sid = sid;
+    tc.auth_token = NULL;
+    tc.api_key_sid = NULL;
+    tc.api_key_secret = NULL;
+    if (key_sid[0] && secret[0]) {
+        tc.api_key_sid = key_sid;
+        tc.api_key_secret = secret;
+    } else if (token[0]) {
+        tc.auth_token = token;
+    }
+    snprintf(key, sizeof(key), "%s/%s", sid, tc.api_key_sid ? key_sid : "");
+    if (!tc.auth_token && !tc.api_key_sid) {
+        org_broken(s, o, "its Twilio credentials are stored but cannot be opened (HERALD_MASTER_KEY?)");
+    } else if ((a = account_find(s, key)) || (a = account_new(s, key, &tc))) {
+        o->acct = a;
+        o->state = ORG_READY;
+        log_cinfo("sched", "org %" PRId64 ": sending with its own account %s", o->id, sid);
+    } else {
+        org_broken(s, o, "its Twilio credentials are unusable");
+    }
+    memset(token, 0, sizeof(token));
+    memset(secret, 0, sizeof(secret));
+    maybe_finish_stop(s);
+}
+
+/* Starts reading the org's credentials unless they are read, being read, or failed a moment ago. */
+static void org_load(sched_t *s, org_t *o, uint64_t now)
+{
+    char id[24];
+    const char *p[1] = {id};
+
+    if (o->state != ORG_LOADING || o->query_inflight || now < o->retry_at || !s->db || s->state != SS_RUNNING)
+        return;
+    snprintf(id, sizeof(id), "%" PRId64, o->id);
+    if (db_query(s->db, sched_sql_org_creds, 1, p, on_org_creds, o) == 0) {
+        o->query_inflight = 1;
+        s->misc_inflight++;
+    }
+}
+
+static org_t *org_get(sched_t *s, int64_t id)
+{
+    org_t *o;
+
+    for (o = s->orgs; o; o = o->next)
+        if (o->id == id)
+            return o;
+    o = xcalloc(1, sizeof(*o));
+    o->id = id;
+    o->s = s;
+    o->next = s->orgs;
+    s->orgs = o;
+    org_load(s, o, uv_now(s->loop));
+    return o;
+}
+
 /* ---- lanes and senders ---- */
 
 static sender_t *sender_get(sched_t *s, const char *key)
@@ -300,6 +474,7 @@ static lane_t *lane_get(sched_t *s, int64_t campaign_id, int64_t org_id, const c
     l->s = s;
     l->campaign_id = campaign_id;
     l->org_id = org_id;
+    l->org = org_get(s, org_id);
     snprintf(l->sender_key, sizeof(l->sender_key), "%s", sender);
     l->is_mg = is_mg;
     l->qs = l->qe = -1;
@@ -395,7 +570,7 @@ static void flush_records(sched_t *s)
     p[6] = pg_array_str(&s->a_keep);
     p[7] = pg_array_str(&s->a_adelta);
     p[8] = s->owner;
-    if (db_query(s->db, sched_sql_record, 9, p, on_recorded, s) == 0)
+    if (db_exec_prepared(s->db, STMT_RECORD, 9, p, on_recorded, s) == 0)
         s->records_inflight++;
     else
         log_cerror("sched", "cannot queue the outcome batch; rows come back after their lease");
@@ -478,7 +653,7 @@ static void on_created(const twilio_result_t *res, void *arg)
     sched_action_t act;
     int code = res->code ? res->code : (int)res->http_status;
 
-    bucket_gate_release(&s->gate);
+    bucket_gate_release(&m->acct->gate);
     s->st.in_flight--;
     metrics_histogram_observe(s->m_latency, (double)(uv_hrtime() - m->t_send_ns) / 1e9);
     msg_set_state(m, SCHED_MSG_DONE);
@@ -511,9 +686,10 @@ static void on_created(const twilio_result_t *res, void *arg)
         break;
     }
     case SCHED_ACT_PAUSE:
-        if (!s->st.paused_reason)
-            log_cerror("sched", "Twilio refused the account (%s, code %d): sending stopped", res->verdict.reason,
-                       code);
+        if (!m->acct->paused)
+            log_cerror("sched", "Twilio refused account %s (%s, code %d): sending with it stopped", m->acct->sid,
+                       res->verdict.reason, code);
+        m->acct->paused = 1;
         s->st.paused_reason = 1;
         set_error(s, "Twilio refused the account: %.200s", res->message);
         record(s, m, "sending", NULL, code, res->message, 60000, 0, -1);
@@ -543,9 +719,10 @@ static void send_msg(sched_t *s, msg_t *m)
     ts.validity_period = m->validity;
     msg_set_state(m, SCHED_MSG_IN_FLIGHT);
     m->t_send_ns = uv_hrtime();
-    rc = twilio_message_create(s->tw, &ts, on_created, m);
+    m->acct = m->lane->org->acct;
+    rc = twilio_message_create(m->acct->tw, &ts, on_created, m);
     if (rc != 0) {
-        bucket_gate_release(&s->gate);
+        bucket_gate_release(&m->acct->gate);
         msg_set_state(m, SCHED_MSG_DONE);
         if (rc == TWILIO_EQUEUEFULL || rc == TWILIO_ECLOSED)
             retry_later(s, m, 0, 0, twilio_strerror(rc));
@@ -563,7 +740,7 @@ static void dispatch_sender(sched_t *s, sender_t *sn, int64_t t)
 {
     size_t idle_lanes = 0;
 
-    if (!sn->rr || s->st.paused_reason)
+    if (!sn->rr)
         return;
     if (sn->throttled && !sn->held)
         return;
@@ -574,15 +751,18 @@ static void dispatch_sender(sched_t *s, sender_t *sn, int64_t t)
         int64_t w;
 
         sn->rr = l->snext;
-        if (!m || l->mode != LANE_RUNNING) {
+        if (!m || l->mode != LANE_RUNNING || l->org->acct->paused) {
             idle_lanes++;
             continue;
         }
         levels[0] = sn->throttled ? &sn->bucket : NULL;
         levels[1] = l->rate > 0 ? &l->bucket : NULL;
-        w = bucket_take_all(levels, 2, &s->gate, m->segments, t);
-        if (w < 0)
-            return; /* concurrency gate full: wait for a response */
+        w = bucket_take_all(levels, 2, &l->org->acct->gate, m->segments, t);
+        if (w < 0) {
+            /* The lane's account has its concurrency in flight: wait for a response. */
+            idle_lanes++;
+            continue;
+        }
         if (w > 0) {
             if (levels[0] && bucket_wait_us(&sn->bucket, m->segments, t) > 0) {
                 s->st.bucket_waits++;
@@ -779,7 +959,8 @@ static void reconcile(sched_t *s, msg_t *m)
     q.page_size = RECONCILE_PAGE;
     q.max_pages = 20;
     msg_set_state(m, SCHED_MSG_RECONCILING);
-    rc = twilio_message_list(s->tw, &q, on_reconcile_page, m);
+    m->acct = m->lane->org->acct;
+    rc = twilio_message_list(m->acct->tw, &q, on_reconcile_page, m);
     if (rc != 0) {
         msg_set_state(m, SCHED_MSG_DONE);
         retry_later(s, m, 1, 0, twilio_strerror(rc));
@@ -848,7 +1029,13 @@ static void maybe_lease(sched_t *s, lane_t *l, uint64_t now)
     char lim[16], secs[16], key[24];
     int rc;
 
-    if (l->leasing || now < l->dry_until || s->st.paused_reason || !l->due)
+    if (l->leasing || now < l->dry_until || !l->due)
+        return;
+    if (l->org->state != ORG_READY) {
+        org_load(s, l->org, now);
+        return;
+    }
+    if (l->org->acct->paused)
         return;
     if (l->mode != LANE_RUNNING && l->mode != LANE_CANCELED)
         return;
@@ -868,7 +1055,7 @@ static void maybe_lease(sched_t *s, lane_t *l, uint64_t now)
     if (l->campaign_id) {
         const char *p[5] = {key, lim, s->owner, secs, l->cron ? "f" : "t"};
         snprintf(key, sizeof(key), "%" PRId64, l->campaign_id);
-        rc = db_query(s->db, sched_sql_lease_campaign, 5, p, on_leased, l);
+        rc = db_exec_prepared(s->db, STMT_LEASE_CAMPAIGN, 5, p, on_leased, l);
     } else {
         const char *p[5] = {key, lim, s->owner, secs, l->sender_key};
         snprintf(key, sizeof(key), "%" PRId64, l->org_id);
@@ -1229,6 +1416,14 @@ static void on_connect(db_t *db, const char *err, void *arg)
         s->st.paused_reason = 2;
         return;
     }
+    if (s->state == SS_CONNECTING) {
+        if (db_query(s->db, "SET plan_cache_mode = force_generic_plan", 0, NULL, on_misc_done, s) == 0)
+            s->misc_inflight++;
+        if (db_prepare(s->db, STMT_LEASE_CAMPAIGN, sched_sql_lease_campaign, on_misc_done, s) == 0)
+            s->misc_inflight++;
+        if (db_prepare(s->db, STMT_RECORD, sched_sql_record, on_misc_done, s) == 0)
+            s->misc_inflight++;
+    }
     s->db_ready = 1;
     if (s->state == SS_CONNECTING)
         s->state = SS_RUNNING;
@@ -1290,7 +1485,6 @@ int sched_start(uv_loop_t *loop, const sched_config_t *cfg, sched_t **out)
     sched_t *s;
     twilio_config_t tc;
     char host[64] = "host";
-    int rc;
 
     if (!loop || !cfg || !out || !cfg->conninfo)
         return SCHED_EINVAL;
@@ -1334,15 +1528,23 @@ int sched_start(uv_loop_t *loop, const sched_config_t *cfg, sched_t **out)
         tc.timeout_ms = (long)s->cfg.lease_seconds * 1000 / 3;
     s->settle_ms = 2 * (int64_t)tc.timeout_ms;
     tc.public_url = NULL;
-    s->gate.max = s->cfg.account_concurrency;
-    rc = twilio_client_new(loop, &tc, &s->tw);
-    if (rc != 0) {
+    s->env_acct = account_new(s, "env", &tc);
+    if (!s->env_acct) {
         free(s->conninfo);
         free(s->public_url);
         free(s->owner);
         free(s);
         return SCHED_ECONFIG;
     }
+    /* Org accounts take the environment's settings (base URL, default sender, limits), not its secrets. */
+    s->tw_base = tc;
+    s->tw_base_url = dup_opt(tc.base_url);
+    s->tw_from = dup_opt(tc.from_number);
+    s->tw_mg = dup_opt(tc.messaging_service_sid);
+    s->tw_base.base_url = s->tw_base_url;
+    s->tw_base.from_number = s->tw_from;
+    s->tw_base.messaging_service_sid = s->tw_mg;
+    s->tw_base.account_sid = s->tw_base.auth_token = s->tw_base.api_key_sid = s->tw_base.api_key_secret = NULL;
     s->cfg.conninfo = s->conninfo;
     s->cfg.public_url = s->public_url;
     s->cfg.owner = s->owner;
@@ -1359,8 +1561,11 @@ int sched_start(uv_loop_t *loop, const sched_config_t *cfg, sched_t **out)
     init_metrics(s);
     s->state = SS_CONNECTING;
     if (db_connect(loop, s->conninfo, on_connect, s, &s->db) != 0) {
-        twilio_client_close(s->tw, NULL, NULL);
-        s->tw = NULL;
+        twilio_client_close(s->env_acct->tw, NULL, NULL);
+        free(s->env_acct);
+        free(s->tw_base_url);
+        free(s->tw_from);
+        free(s->tw_mg);
         s->db = NULL;
         s->state = SS_CLOSING;
         /* Nothing async is pending on s but the client's close, which does not call back into s. */
@@ -1401,6 +1606,19 @@ static void free_all(sched_t *s)
         s->senders = sn->next;
         free(sn);
     }
+    while (s->orgs) {
+        org_t *o = s->orgs;
+        s->orgs = o->next;
+        free(o);
+    }
+    while (s->accounts) {
+        account_t *a = s->accounts;
+        s->accounts = a->next;
+        free(a);
+    }
+    free(s->tw_base_url);
+    free(s->tw_from);
+    free(s->tw_mg);
     pg_array_close(&s->a_id);
     pg_array_close(&s->a_state);
     pg_array_close(&s->a_sid);
@@ -1477,13 +1695,17 @@ static void maybe_finish_stop(sched_t *s)
         }
     }
     s->state = SS_CLOSING;
-    s->closing_handles = 3;
+    s->closing_handles = 2;
+    for (account_t *a = s->accounts; a; a = a->next)
+        s->closing_handles++;
     uv_timer_stop(&s->tick);
     uv_close((uv_handle_t *)&s->tick, on_tick_closed);
     db_close(s->db, on_db_closed, s);
     s->db = NULL;
-    twilio_client_close(s->tw, on_tw_closed, s);
-    s->tw = NULL;
+    for (account_t *a = s->accounts; a; a = a->next) {
+        twilio_client_close(a->tw, on_tw_closed, s);
+        a->tw = NULL;
+    }
 }
 
 void sched_stop(sched_t *s, void (*done)(void *arg), void *arg)

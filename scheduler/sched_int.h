@@ -19,6 +19,7 @@ extern const char sched_sql_cron_fire[];
 extern const char sched_sql_sender_lease[];
 extern const char sched_sql_sender_release[];
 extern const char sched_sql_reconciled[];
+extern const char sched_sql_org_creds[];
 
 /* A growable Postgres array literal ("{...}") built element by element. */
 typedef struct pg_array {

@@ -201,6 +201,16 @@ typedef struct sched_config {
     int validity_seconds;         /* ValidityPeriod upper bound for campaign messages; 0: 14400 */
     metrics_registry_t *metrics;  /* borrowed, may be NULL */
     const char *owner;            /* lease owner name; NULL: host:pid:random */
+    /*
+     * Opens a sealed org secret (a bytea column as text, "\x...") into out (outlen bytes,
+     * NUL-terminated); returns 0 or -1. The messages of an org with its own Twilio account
+     * (orgs.twilio_account_sid and a sealed auth token or API key secret) are sent with
+     * it, each account with its own client and concurrency gate; orgs without one use
+     * twilio (the environment's). NULL: no secret can be opened, so orgs with their own
+     * account send nothing (never under another account). app/org_creds.c provides it.
+     */
+    int (*open_secret)(void *arg, const char *bytea_text, char *out, size_t outlen);
+    void *open_secret_arg;
 } sched_config_t;
 
 /* Counters since start, for progress lines, run-due and benches. */
@@ -210,7 +220,8 @@ typedef struct sched_stats {
     size_t in_memory; /* leased and not yet recorded */
     size_t in_flight;
     int idle;          /* nothing due was found in the last full discovery and nothing is in memory */
-    int paused_reason; /* the provider refused the account (auth/config): sending stopped */
+    int paused_reason; /* the provider refused an account (auth/config), or an org's credentials are
+                          unusable: sending with them stopped (the others go on) */
     char last_error[256];
 } sched_stats_t;
 

@@ -14,30 +14,38 @@
 #define SCHED_FILL_LOW "15000"
 #define SCHED_FILL_CHUNK "8000"
 
-#define LEASE_UPDATE                                                                                              \
+/*
+ * A lease is one UPDATE of the rows picked by the sub-select, matched by id = ANY
+ * (array): an index probe per row whatever the planner guesses about the sub-select
+ * (a join could become a merge join over the whole primary key under a generic plan).
+ * The statement sets updated_at itself so the state trigger (009) calls no function.
+ * The earlier unknown_since is told apart from the one set here by being older than
+ * this transaction's now().
+ */
+#define LEASE_UPDATE(pick)                                                                                        \
     "UPDATE outbox o SET state = 'sending', lease_owner = $3, "                                                  \
     "lease_expires_at = now() + $4::int * interval '1 second', "                                                 \
     "next_attempt_at = now() + $4::int * interval '1 second', attempts = o.attempts + 1, "                       \
-    "unknown_since = COALESCE(o.unknown_since, now()) "                                                          \
-    "FROM c WHERE o.id = c.id "                                                                                  \
+    "unknown_since = COALESCE(o.unknown_since, now()), updated_at = now() "                                      \
+    "WHERE o.id = ANY (ARRAY(" pick ")) "                                                                        \
     "RETURNING o.id, o.org_id, o.to_e164, COALESCE(o.from_number, ''), COALESCE(o.messaging_service_sid, ''), "  \
     "o.body, o.segments, COALESCE(o.timezone, ''), o.attempts, "                                                 \
-    "COALESCE((extract(epoch FROM c.prev_unknown) * 1000)::bigint, 0), "                                         \
+    "CASE WHEN o.unknown_since < now() THEN (extract(epoch FROM o.unknown_since) * 1000)::bigint ELSE 0 END, "   \
     "EXISTS (SELECT 1 FROM suppression s WHERE s.org_id = o.org_id AND s.e164 = o.to_e164), o.source"
 
 /* $1 campaign, $2 limit, $3 owner, $4 lease seconds, $5 one-shot (template rows are real). */
-const char sched_sql_lease_campaign[] =
-    "WITH c AS (SELECT o.id, o.unknown_since AS prev_unknown FROM outbox o "
-    "WHERE o.campaign_id = $1::bigint AND o.state IN ('queued', 'sending') AND o.next_attempt_at <= now() "
-    "AND ($5::bool OR o.run_key <> '') "
-    "ORDER BY o.next_attempt_at, o.id LIMIT $2::int FOR UPDATE SKIP LOCKED) " LEASE_UPDATE;
+const char sched_sql_lease_campaign[] = LEASE_UPDATE(
+    "SELECT x.id FROM outbox x "
+    "WHERE x.campaign_id = $1::bigint AND x.state IN ('queued', 'sending') AND x.next_attempt_at <= now() "
+    "AND ($5::bool OR x.run_key <> '') "
+    "ORDER BY x.next_attempt_at, x.id LIMIT $2::int FOR UPDATE SKIP LOCKED");
 
 /* $1 org, $2 limit, $3 owner, $4 lease seconds, $5 sender. */
-const char sched_sql_lease_direct[] =
-    "WITH c AS (SELECT o.id, o.unknown_since AS prev_unknown FROM outbox o "
-    "WHERE o.campaign_id IS NULL AND o.state IN ('queued', 'sending') AND o.next_attempt_at <= now() "
-    "AND o.org_id = $1::bigint AND COALESCE(o.from_number, o.messaging_service_sid, '') = $5 "
-    "ORDER BY o.next_attempt_at, o.id LIMIT $2::int FOR UPDATE SKIP LOCKED) " LEASE_UPDATE;
+const char sched_sql_lease_direct[] = LEASE_UPDATE(
+    "SELECT x.id FROM outbox x "
+    "WHERE x.campaign_id IS NULL AND x.state IN ('queued', 'sending') AND x.next_attempt_at <= now() "
+    "AND x.org_id = $1::bigint AND COALESCE(x.from_number, x.messaging_service_sid, '') = $5 "
+    "ORDER BY x.next_attempt_at, x.id LIMIT $2::int FOR UPDATE SKIP LOCKED");
 
 /* Arrays: $1 id, $2 state, $3 sid, $4 code, $5 message, $6 delay ms, $7 keep unknown, $8 attempts delta; $9 owner. */
 /*
@@ -53,7 +61,8 @@ const char sched_sql_record[] =
     "unknown_since = CASE WHEN u.keep_unknown THEN o.unknown_since END, "
     "attempts = greatest(o.attempts + u.adelta, 0), "
     "sent_at = CASE WHEN u.nstate = 'sent' THEN COALESCE(o.sent_at, now()) ELSE o.sent_at END, "
-    "finished_at = CASE WHEN herald_state_rank(u.nstate) = 3 THEN now() ELSE o.finished_at END "
+    "finished_at = CASE WHEN herald_state_rank(u.nstate) = 3 THEN now() ELSE o.finished_at END, "
+    "updated_at = now() "
     "FROM (SELECT u.*, CASE WHEN u.state = 'sending' AND NOT u.keep_unknown AND EXISTS (SELECT 1 FROM outbox x "
     "  JOIN campaigns c ON c.id = x.campaign_id WHERE x.id = u.id AND c.status = 'canceled') "
     "  THEN 'canceled' ELSE u.state END AS nstate "
@@ -67,6 +76,11 @@ const char sched_sql_reconciled[] =
     "lease_owner = NULL, lease_expires_at = NULL, unknown_since = NULL, error_code = NULL, error_message = NULL "
     "WHERE id = $1::bigint AND lease_owner = $3 "
     "AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.provider_sid = $2 AND x.id <> $1::bigint)";
+
+/* $1 org: its own Twilio account sid ('' for none), sealed auth token, API key sid, sealed API secret. */
+const char sched_sql_org_creds[] =
+    "SELECT COALESCE(twilio_account_sid, ''), twilio_auth_token_enc, COALESCE(twilio_api_key_sid, ''), "
+    "twilio_api_secret_enc FROM orgs WHERE id = $1::bigint";
 
 /* $1 org, $2 number, $3 our number, $4 sid. */
 const char sched_sql_suppress[] = "SELECT herald_sched_suppress($1::bigint, $2, NULLIF($3, ''), NULLIF($4, ''))";

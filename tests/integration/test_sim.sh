@@ -246,6 +246,54 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -u "$ACCT:$TOKEN" --data-urlencode
   "http://127.0.0.1:$(cat "$tmp/env.port")/2010-04-01/Accounts/$ACCT/Messages.json")
 check "credentials from TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN" test "$code" = 201
 
+# --- status callbacks reach a receiver that is down at first, then slow and failing ---
+# The receiver's port is chosen now but nothing listens there for the first second:
+# every first attempt is refused and retried with backoff. Then it comes up, answers
+# after 20 ms and fails the first delivery of each callback with 503: retried too (the
+# first retry after 50 ms here, doubling per attempt).
+cbport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_sim cb --mps 1000 --sending-ms 10 --delivery-ms 50 --callback-backoff-ms 50
+CBM="http://127.0.0.1:$PORT_cb/2010-04-01/Accounts/$ACCT/Messages.json"
+ncb=60
+for i in $(seq $ncb); do
+  curl -s -o /dev/null -u "$ACCT:$TOKEN" --data-urlencode "To=+1415555$(printf %04d "$i")" "${F[@]}" -d Body=cbretry \
+    --data-urlencode "StatusCallback=http://127.0.0.1:$cbport/status" "$CBM"
+done
+sleep 1
+st=$(curl -s "http://127.0.0.1:$PORT_cb/sim/stats")
+check "callbacks to a receiver that is down are retried, not dropped" \
+  test "$(echo "$st" | json '(d["callback_retries"] > 0, d["callbacks_dropped"], d["callbacks_delivered"])')" = "(True, 0, 0)"
+python3 "$here/sim_receiver.py" "$TOKEN" "$tmp/recv2.port" "$tmp/recv2.log" --port "$cbport" --fail-first 1 --delay-ms 20 &
+pids+=($!)
+wait_file "$tmp/recv2.port"
+touch "$tmp/recv2.log"
+for _ in $(seq 300); do
+  [ "$(wc -l <"$tmp/recv2.log")" -ge $((2 * ncb)) ] && break
+  sleep 0.1
+done
+got=$(python3 -c "import json; print(len({(d['params']['MessageSid'], d['params']['MessageStatus']) for d in map(json.loads, open('$tmp/recv2.log'))}))")
+check "every status callback arrives once the receiver is up ($got/$((2 * ncb)) sent+delivered)" test "$got" = $((2 * ncb))
+check "each callback delivered once ($(wc -l <"$tmp/recv2.log") answered with 200)" test "$(wc -l <"$tmp/recv2.log")" = $((2 * ncb))
+check "retried callbacks are signed" test "$(grep -c '"sig_ok": false' "$tmp/recv2.log")" = 0
+st=$(curl -s "http://127.0.0.1:$PORT_cb/sim/stats")
+check "sim stats: none dropped, none waiting, 503s retried" \
+  test "$(echo "$st" | json '(d["callbacks_dropped"], d["callbacks_waiting"], d["callback_retries"] > 2 * '$ncb')')" = "(0, 0, True)"
+# A hard cap: with room for 4 waiting webhooks and one attempt each, the rest are counted as dropped.
+capport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_sim cap --mps 1000 --sending-ms 10 --delivery-ms 50 --callback-queue-max 4 --callback-attempts 1
+for i in $(seq 10); do
+  curl -s -o /dev/null -u "$ACCT:$TOKEN" --data-urlencode "To=+1415666$(printf %04d "$i")" "${F[@]}" -d Body=cap \
+    --data-urlencode "StatusCallback=http://127.0.0.1:$capport/nothing-listens" \
+    "http://127.0.0.1:$PORT_cap/2010-04-01/Accounts/$ACCT/Messages.json"
+done
+for _ in $(seq 100); do
+  [ "$(curl -s "http://127.0.0.1:$PORT_cap/sim/stats" | json 'd["callbacks_dropped"]')" = 20 ] && break
+  sleep 0.05
+done
+check "past the hard caps webhooks are dropped and counted (20 of 20)" \
+  test "$(curl -s "http://127.0.0.1:$PORT_cap/sim/stats" | json 'd["callbacks_dropped"]')" = 20
+check "drops are logged" grep -q "dropped" "$tmp/cap.err"
+
 # --- graceful exit flushes the ledger ---
 created=$(curl -s "$B/sim/stats" | json 'd["created"]')
 kill -TERM "$PID_main"

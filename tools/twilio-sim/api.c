@@ -117,32 +117,42 @@ static void respond_errorf(sim_t *s, http_request_t *req, int status, int code, 
 
 /* ---- auth and common checks ---- */
 
+/* The account whose credentials (auth token, or an API key of the main account) the request carries, or -1.
+ */
 static int authorized(sim_t *s, http_request_t *req)
 {
     const char *h = http_request_header(req, "Authorization");
     if (!h || strncasecmp(h, "Basic ", 6) != 0)
-        return 0;
+        return -1;
     h += 6;
     while (*h == ' ')
         h++;
-    if (strcmp(h, s->basic_token) == 0)
-        return 1;
+    for (size_t i = 0; i < s->cfg.naccounts; i++)
+        if (strcmp(h, s->basic_accounts[i]) == 0)
+            return (int)i;
     for (size_t i = 0; i < s->cfg.napi_keys; i++)
         if (strcmp(h, s->basic_keys[i]) == 0)
-            return 1;
-    return 0;
+            return 0;
+    return -1;
 }
 
-/* Auth, account and concurrency checks shared by the Messages endpoints; 0 when the request may go on. */
+/*
+ * Auth, account and concurrency checks shared by the Messages endpoints: returns the
+ * account (index into cfg.accounts) when the request may go on, else -1 after
+ * answering. Credentials of one account do not open another's resources (404, as
+ * Twilio answers for an account that is not yours). The concurrency limit counts
+ * the requests of every account together.
+ */
 static int api_enter(sim_t *s, http_request_t *req)
 {
     s->inflight_api++;
-    if (!authorized(s, req)) {
+    int account = authorized(s, req);
+    if (account < 0) {
         respond_error(s, req, 401, 20003, "Authenticate");
         return -1;
     }
     const char *acct = http_request_param(req, "AccountSid");
-    if (!acct || strcmp(acct, s->cfg.account_sid) != 0) {
+    if (!acct || strcmp(acct, s->cfg.accounts[account].sid) != 0) {
         char msg[600];
         snprintf(msg, sizeof(msg), "The requested resource %.500s was not found", req->path);
         respond_error(s, req, 404, 20404, msg);
@@ -152,7 +162,7 @@ static int api_enter(sim_t *s, http_request_t *req)
         respond_error(s, req, 429, 20429, "Too Many Requests");
         return -1;
     }
-    return 0;
+    return account;
 }
 
 int sim_opted_out(sim_t *s, const char *to, const char *from)
@@ -290,7 +300,8 @@ static int parse_body_form(sim_t *s, http_request_t *req, http_form_t *form)
 static void on_create(http_request_t *req, void *arg)
 {
     sim_t *s = arg;
-    if (api_enter(s, req) != 0)
+    int account = api_enter(s, req);
+    if (account < 0)
         return;
     if (s->cfg.drop_connection > 0 && sim_rand01(s) < s->cfg.drop_connection) {
         finish(s, req, 0, NULL, NULL, 0, 1);
@@ -398,6 +409,7 @@ static void on_create(http_request_t *req, void *arg)
     int64_t now = sim_now_ms();
     sim_msg_t *m = sim_store_add(s);
     sim_msg_set_strings(m, sender, to, text, msid, cb && *cb ? cb : NULL);
+    m->account = (unsigned)account;
     m->segments = info.segments ? info.segments : 1;
     m->num_media = (unsigned)nmedia;
     m->created_ms = now;
@@ -425,11 +437,12 @@ static void on_create(http_request_t *req, void *arg)
 static void on_fetch(http_request_t *req, void *arg)
 {
     sim_t *s = arg;
-    if (api_enter(s, req) != 0)
+    int account = api_enter(s, req);
+    if (account < 0)
         return;
     const char *sid = http_request_param(req, "MessageSid");
     sim_msg_t *m = sid ? sim_store_find(s, sid) : NULL;
-    if (!m) {
+    if (!m || m->account != (unsigned)account) {
         char msg[600];
         snprintf(msg, sizeof(msg), "The requested resource %.500s was not found", req->path);
         respond_error(s, req, 404, 20404, msg);
@@ -501,7 +514,8 @@ static int add_query(buf_t *b, const char *name, const char *value)
 static void on_list(http_request_t *req, void *arg)
 {
     sim_t *s = arg;
-    if (api_enter(s, req) != 0)
+    int account = api_enter(s, req);
+    if (account < 0)
         return;
     http_form_t q;
     http_form_error_t err;
@@ -572,14 +586,14 @@ static void on_list(http_request_t *req, void *arg)
              add_query(&filt, "DateSent", on) | add_query(&filt, "DateSent%3C", before) |
              add_query(&filt, "DateSent%3E", after);
     const char *base = ACCOUNT_PREFIX;
-    const char *acct = s->cfg.account_sid;
+    const char *acct = s->cfg.accounts[account].sid;
     rc |= buf_puts(&b, "{\"messages\":[");
     long n = 0;
     sim_msg_t *last = NULL;
     int more = 0;
     for (; seq >= oldest && seq > 0; seq--) {
         sim_msg_t *m = sim_store_by_seq(s, seq);
-        if (!m || !filter_match(&f, m, now))
+        if (!m || m->account != (unsigned)account || !filter_match(&f, m, now))
             continue;
         if (skip > 0) {
             skip--;
@@ -642,7 +656,7 @@ static void on_sim_inbound(http_request_t *req, void *arg)
         respond_error(s, req, 400, 21604, "From and To are required.");
         return;
     }
-    sim_inbound(s, from, to, body ? body : "");
+    sim_inbound(s, 0, from, to, body ? body : "");
     char out[160];
     int n = snprintf(out, sizeof(out), "{\"status\":\"received\",\"inbound_url\":%s}",
                      s->cfg.inbound_url ? "true" : "false");
@@ -652,12 +666,15 @@ static void on_sim_inbound(http_request_t *req, void *arg)
 static void on_sim_stats(http_request_t *req, void *arg)
 {
     sim_t *s = arg;
-    char out[512];
+    char out[768];
     int n = snprintf(out, sizeof(out),
                      "{\"created\":%" PRIu64 ",\"responses_lost\":%" PRIu64 ",\"callbacks\":%" PRIu64
-                     ",\"callback_errors\":%" PRIu64 ",\"connections\":%zu,\"inflight\":%zu}",
+                     ",\"callback_errors\":%" PRIu64 ",\"callbacks_delivered\":%" PRIu64
+                     ",\"callback_retries\":%" PRIu64 ",\"callbacks_dropped\":%" PRIu64
+                     ",\"callbacks_waiting\":%zu,\"connections\":%zu,\"inflight\":%zu}",
                      s->stat_created, s->stat_lost, s->stat_callbacks, s->stat_callback_errors,
-                     http_server_connections(s->server), s->inflight_api);
+                     s->stat_callbacks_delivered, s->stat_callback_retries, s->stat_callbacks_dropped,
+                     s->webhooks_waiting, http_server_connections(s->server), s->inflight_api);
     http_respond(req, 200, "application/json", NULL, out, (size_t)n);
 }
 
@@ -689,8 +706,11 @@ void sim_api_init(sim_t *s)
     add_route(s, "GET", "/healthz", on_healthz);
 
     char raw[512];
-    snprintf(raw, sizeof(raw), "%s:%s", s->cfg.account_sid, s->cfg.auth_token);
-    sim_base64((const unsigned char *)raw, strlen(raw), s->basic_token);
+    for (size_t i = 0; i < s->cfg.naccounts; i++) {
+        snprintf(raw, sizeof(raw), "%s:%s", s->cfg.accounts[i].sid, s->cfg.accounts[i].secret);
+        s->basic_accounts[i] = xmalloc(4 * (strlen(raw) + 2) / 3 + 4);
+        sim_base64((const unsigned char *)raw, strlen(raw), s->basic_accounts[i]);
+    }
     for (size_t i = 0; i < s->cfg.napi_keys; i++) {
         snprintf(raw, sizeof(raw), "%s:%s", s->cfg.api_keys[i].sid, s->cfg.api_keys[i].secret);
         s->basic_keys[i] = xmalloc(4 * (strlen(raw) + 2) / 3 + 4);
@@ -707,4 +727,6 @@ void sim_api_close(sim_t *s)
     sim_strmap_free(s->senders);
     for (size_t i = 0; i < s->cfg.napi_keys; i++)
         free(s->basic_keys[i]);
+    for (size_t i = 0; i < s->cfg.naccounts; i++)
+        free(s->basic_accounts[i]);
 }

@@ -24,7 +24,9 @@ static void usage(FILE *f)
           "       twilio-sim inject --sim URL --from E164 --to E164 --body TEXT\n"
           "options:\n"
           "  --port-file F          write the bound port to F\n"
-          "  --api-key SID:SECRET   accept this API key for Basic auth (repeatable)\n"
+          "  --api-key SID:SECRET   accept this API key of the main account for Basic auth (repeatable)\n"
+          "  --account SID:TOKEN    serve another account too (repeatable): its messages, lists and\n"
+          "                         status callbacks (signed with TOKEN) are its own\n"
           "  --ledger FILE.jsonl    append every accepted message as a JSON line\n"
           "  --inbound-url URL      where inbound SMS webhooks are POSTed\n"
           "  --mps N                segments/s for every sender (else by kind:)\n"
@@ -36,6 +38,9 @@ static void usage(FILE *f)
           "  --undelivered F  --failed F   final status ratios (else delivered)\n"
           "  --sending-ms N (20)  --delivery-ms N (200)   status timeline\n"
           "  --handset E164[,stop=F][,delay=MS][,reply=TEXT]   a number that replies (repeatable)\n"
+          "  --callback-queue-max N (500000)  --callback-attempts N (12)   webhook queue bound and\n"
+          "                         deliveries per webhook (retried with backoff on no answer, 5xx, 429)\n"
+          "  --callback-backoff-ms N (250)   first retry delay; doubles per attempt, capped at 30 s\n"
           "  --test-credentials     any From but +15005550006 fails with 21606\n"
           "  --seed N               fault RNG seed  --max-messages N (200000)  --max-body BYTES\n"
           "  --log-level error|warn|info|debug\n",
@@ -48,6 +53,7 @@ enum {
     OPT_ACCOUNT,
     OPT_TOKEN,
     OPT_API_KEY,
+    OPT_ACCOUNT_EXTRA,
     OPT_LEDGER,
     OPT_INBOUND,
     OPT_MPS,
@@ -72,6 +78,9 @@ enum {
     OPT_MAX_MESSAGES,
     OPT_MAX_BODY,
     OPT_LOG_LEVEL,
+    OPT_CB_QUEUE,
+    OPT_CB_ATTEMPTS,
+    OPT_CB_BACKOFF,
     OPT_HELP,
 };
 
@@ -81,6 +90,7 @@ static const struct option long_opts[] = {
     {"account-sid", required_argument, NULL, OPT_ACCOUNT},
     {"auth-token", required_argument, NULL, OPT_TOKEN},
     {"api-key", required_argument, NULL, OPT_API_KEY},
+    {"account", required_argument, NULL, OPT_ACCOUNT_EXTRA},
     {"ledger", required_argument, NULL, OPT_LEDGER},
     {"inbound-url", required_argument, NULL, OPT_INBOUND},
     {"mps", required_argument, NULL, OPT_MPS},
@@ -105,6 +115,9 @@ static const struct option long_opts[] = {
     {"max-messages", required_argument, NULL, OPT_MAX_MESSAGES},
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"callback-queue-max", required_argument, NULL, OPT_CB_QUEUE},
+    {"callback-attempts", required_argument, NULL, OPT_CB_ATTEMPTS},
+    {"callback-backoff-ms", required_argument, NULL, OPT_CB_BACKOFF},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -192,6 +205,11 @@ static void config_free(sim_config_t *c)
         free(c->api_keys[i].sid);
         free(c->api_keys[i].secret);
     }
+    /* accounts[0] borrows account_sid and auth_token. */
+    for (size_t i = 1; i < c->naccounts; i++) {
+        free(c->accounts[i].sid);
+        free(c->accounts[i].secret);
+    }
     for (size_t i = 0; i < c->nhandsets; i++) {
         free(c->handsets[i].number);
         free(c->handsets[i].reply);
@@ -210,6 +228,7 @@ static int parse_args(int argc, char **argv, sim_config_t *c, size_t *max_body)
     c->sending_ms = 20;
     c->delivery_ms = 200;
     c->seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    c->naccounts = 1; /* [0], the main account, is filled in after the flags */
     int opt;
     unsigned long u;
     double d;
@@ -242,6 +261,18 @@ static int parse_args(int argc, char **argv, sim_config_t *c, size_t *max_body)
             c->api_keys[c->napi_keys].sid = xstrndup(v, (size_t)(colon - v));
             c->api_keys[c->napi_keys].secret = xstrdup(colon + 1);
             c->napi_keys++;
+            break;
+        }
+        case OPT_ACCOUNT_EXTRA: {
+            const char *colon = strchr(v, ':');
+            if (!colon || colon == v || !colon[1] || c->naccounts == SIM_MAX_ACCOUNTS || strlen(v) > 257 ||
+                (size_t)(colon - v) > 128) {
+                bad = "--account";
+                break;
+            }
+            c->accounts[c->naccounts].sid = xstrndup(v, (size_t)(colon - v));
+            c->accounts[c->naccounts].secret = xstrdup(colon + 1);
+            c->naccounts++;
             break;
         }
         case OPT_LEDGER:
@@ -368,6 +399,24 @@ static int parse_args(int argc, char **argv, sim_config_t *c, size_t *max_body)
             if (log_set_level_name(v) != 0)
                 bad = "--log-level";
             break;
+        case OPT_CB_QUEUE:
+            if (parse_uint(v, 100000000, &u) != 0 || u == 0)
+                bad = "--callback-queue-max";
+            else
+                c->callback_queue_max = u;
+            break;
+        case OPT_CB_ATTEMPTS:
+            if (parse_uint(v, 1000, &u) != 0 || u == 0)
+                bad = "--callback-attempts";
+            else
+                c->callback_attempts = (unsigned)u;
+            break;
+        case OPT_CB_BACKOFF:
+            if (parse_uint(v, 60000, &u) != 0 || u == 0)
+                bad = "--callback-backoff-ms";
+            else
+                c->callback_backoff_ms = (unsigned)u;
+            break;
         case OPT_HELP:
             usage(stdout);
             exit(0);
@@ -398,6 +447,14 @@ static int parse_args(int argc, char **argv, sim_config_t *c, size_t *max_body)
         fputs("twilio-sim: account sid and auth token must be at most 128 characters\n", stderr);
         return 2;
     }
+    c->accounts[0].sid = c->account_sid;
+    c->accounts[0].secret = c->auth_token;
+    for (size_t i = 1; i < c->naccounts; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->accounts[i].sid, c->accounts[j].sid) == 0) {
+                fprintf(stderr, "twilio-sim: account %s given twice\n", c->accounts[i].sid);
+                return 2;
+            }
     return 0;
 }
 
@@ -419,11 +476,15 @@ static void on_server_done(void *arg)
 {
     sim_t *s = arg;
     s->server = NULL;
+    size_t left = sim_events_stop(s);
+    if (left > 0)
+        log_warn("twilio-sim: %zu webhooks not delivered at shutdown", left);
     if (s->client) {
         http_client_close(s->client, on_client_closed, s);
         s->client = NULL;
     }
     uv_close((uv_handle_t *)&s->event_timer, NULL);
+    uv_close((uv_handle_t *)&s->retry_timer, NULL);
     uv_close((uv_handle_t *)&s->flush_timer, NULL);
     if (s->ledger)
         fflush(s->ledger);

@@ -15,8 +15,12 @@
 #include <uv.h>
 
 #define SIM_MAX_API_KEYS 8
+#define SIM_MAX_ACCOUNTS 16 /* the main account (--account-sid) and up to 15 more (--account) */
 #define SIM_MAX_HANDSETS 64
 #define SIM_API_VERSION "2010-04-01"
+#define SIM_WEBHOOK_INFLIGHT 32      /* webhooks handed to the HTTP client at once */
+#define SIM_WEBHOOK_QUEUE_MAX 500000 /* default --callback-queue-max (about 200 MB at most) */
+#define SIM_WEBHOOK_ATTEMPTS 12      /* default --callback-attempts (about 4 minutes of backoff) */
 
 typedef struct sim_api_key {
     char *sid;
@@ -35,9 +39,12 @@ typedef struct sim_config {
     char *listen_host;
     int listen_port;
     char *port_file;
-    char *account_sid;
+    char *account_sid; /* the main account: accounts[0] */
     char *auth_token;
-    sim_api_key_t api_keys[SIM_MAX_API_KEYS];
+    /* Every account the simulator serves: [0] is the main one; --account adds more. */
+    sim_api_key_t accounts[SIM_MAX_ACCOUNTS]; /* sid, secret = auth token */
+    size_t naccounts;
+    sim_api_key_t api_keys[SIM_MAX_API_KEYS]; /* API keys of the main account */
     size_t napi_keys;
     char *ledger_path;
     char *inbound_url;
@@ -56,6 +63,9 @@ typedef struct sim_config {
     size_t max_messages;
     sim_handset_t handsets[SIM_MAX_HANDSETS];
     size_t nhandsets;
+    size_t callback_queue_max;    /* webhooks waiting (queued, backing off or in flight) before drops */
+    unsigned callback_backoff_ms; /* first retry delay; doubles per attempt up to 30 s */
+    unsigned callback_attempts;   /* deliveries tried per webhook before it is dropped */
     int quiet;
 } sim_config_t;
 
@@ -76,6 +86,7 @@ typedef struct sim_msg {
     char *strings; /* one block holding all the strings above */
     unsigned segments;
     unsigned num_media;
+    unsigned account; /* index into cfg.accounts */
     int64_t created_ms;
     int64_t send_ms; /* leaves the queue: "sending" */
     int64_t sent_ms;
@@ -93,6 +104,8 @@ typedef struct sim_event {
     uint64_t seq;
     int kind;
 } sim_event_t;
+
+typedef struct webhook webhook_t;
 
 typedef struct sim {
     uv_loop_t *loop;
@@ -116,11 +129,19 @@ typedef struct sim {
     sim_event_t *events;
     size_t nevents, events_cap;
     size_t inflight_api;
-    size_t webhooks_pending;
+    /* outgoing webhooks (events.c): FIFO, retry heap by due time, counts */
+    webhook_t *wh_head, *wh_tail;
+    webhook_t **retry;
+    size_t nretry, retry_cap;
+    uv_timer_t retry_timer;
+    int retry_timer_init;
+    size_t webhooks_pending; /* handed to the HTTP client */
+    size_t webhooks_waiting; /* queued + backing off + pending */
     int stopping;
-    char basic_token[1024]; /* base64(account:token) */
+    char *basic_accounts[SIM_MAX_ACCOUNTS]; /* base64(account:token) */
     char *basic_keys[SIM_MAX_API_KEYS];
     uint64_t stat_created, stat_lost, stat_callbacks, stat_callback_errors;
+    uint64_t stat_callbacks_delivered, stat_callback_retries, stat_callbacks_dropped;
 } sim_t;
 
 /* store.c */
@@ -158,11 +179,13 @@ void sim_base64(const unsigned char *in, size_t n, char *out);
 
 /* events.c */
 void sim_events_init(sim_t *s);
+/* Discards the webhooks not yet handed to the client (counted as dropped); returns how many. */
+size_t sim_events_stop(sim_t *s);
 void sim_events_close(sim_t *s);
 /* Schedules the status timeline, callbacks and handset replies of a new message. */
 void sim_events_message_created(sim_t *s, const sim_msg_t *m);
-/* Delivers an inbound SMS: opt-out bookkeeping, ledger, and the signed webhook. */
-void sim_inbound(sim_t *s, const char *from, const char *to, const char *body);
+/* Delivers an inbound SMS to account: opt-out bookkeeping, ledger, and the signed webhook. */
+void sim_inbound(sim_t *s, unsigned account, const char *from, const char *to, const char *body);
 
 /* api.c */
 void sim_api_init(sim_t *s);

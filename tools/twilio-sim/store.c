@@ -209,7 +209,7 @@ static int put_plain(buf_t *b, const char *s)
 
 int sim_msg_json(const sim_t *s, const sim_msg_t *m, int64_t now_ms, buf_t *out)
 {
-    const char *acct = s->cfg.account_sid;
+    const char *acct = s->cfg.accounts[m->account].sid;
     char created[40], updated[40], sent[40];
     const char *status = sim_msg_status(m, now_ms);
     int64_t upd = m->created_ms;
@@ -291,8 +291,8 @@ void sim_ledger_write(sim_t *s, const sim_msg_t *m, int lost)
         gmtime_r(&t, &tm);
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     }
-    int rc = buf_printf(b, "{\"sid\":\"%s\",\"direction\":\"%s\",\"from\":", m->sid,
-                        m->inbound ? "inbound" : "outbound-api");
+    int rc = buf_printf(b, "{\"sid\":\"%s\",\"account_sid\":\"%s\",\"direction\":\"%s\",\"from\":", m->sid,
+                        s->cfg.accounts[m->account].sid, m->inbound ? "inbound" : "outbound-api");
     rc |= sim_json_str(b, m->from);
     rc |= buf_puts(b, ",\"to\":");
     rc |= sim_json_str(b, m->to);

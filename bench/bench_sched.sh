@@ -4,6 +4,8 @@
 # asserts nothing. Each mode is bounded in time.
 #
 #   bench_sched.sh unthrottled [N=200000]        end-to-end msgs/s, Postgres state included
+#                                                 (UPLOAD=1: recipients come from a CSV upload and
+#                                                 are moved into the outbox while sending)
 #   bench_sched.sh throttled [RATE=50] [SECS=30] [SEGS=1]  achieved segments/s and the worst 1-s window
 #   bench_sched.sh faults [N=20000]               5% 500s, 5% 429s, 1% lost responses, via serve
 #   bench_sched.sh crash [N=100000] [KILLS=5]     kill -9 at random moments, restart: exactly once?
@@ -85,6 +87,17 @@ stop_sim() { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; }
 campaign() { # NAME N [create flags...]   (SEGS=k in the environment: k-segment messages)
   local name=$1 n=$2; shift 2
   local id
+  if [ -n "${UPLOAD:-}" ]; then
+    # UPLOAD=1: through a CSV upload, so the run includes moving the recipients into the
+    # outbox (herald_fill, with their contacts) as a real campaign does.
+    id=$("$HERALD" campaign create --name "$name" --body "$name: hello {{first_name}}" --from +15005550006 \
+         "$@" 2>/dev/null) || exit 1
+    awk -v n="$n" 'BEGIN { split("212 312 415 617 206 305 512 720", a, " "); print "phone,first_name";
+      for (i = 0; i < n; i++) printf "+1%s%07d,F%d\n", a[i % 8 + 1], 2000000 + int(i / 8), i }' >"$dir/upload.csv"
+    "$HERALD" campaign upload "$id" "$dir/upload.csv" >"$dir/upload.out" 2>&1 || { cat "$dir/upload.out"; exit 1; }
+    echo "$id"
+    return
+  fi
   id=$("$HERALD" campaign create --name "$name" --body "$name {{first_name}}" --from +15005550006 "$@" 2>/dev/null) || exit 1
   sql "INSERT INTO outbox (org_id, campaign_id, to_e164, body, segments, encoding)
        SELECT org_id, id, '+1' || (2000000000 + g)::text, '$name: hello friend ' || g, ${SEGS:-1}, 'GSM-7'

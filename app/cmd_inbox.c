@@ -148,6 +148,7 @@ int cmd_inbox(int argc, char **argv)
         goto out;
     f.org_id = s.org_id;
     f.limit = (size_t)limit;
+    f.display = !json;
 
     if (strcmp(sub, "conversations") == 0) {
         inbox_stmt_t st;

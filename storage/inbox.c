@@ -1,8 +1,13 @@
 /*
- * Inbox statements (see inbox.h). The list query is assembled from the filters
- * with numbered parameters only, never with caller text in the SQL, and always in
- * the order of the conversations_* indexes (last_message_at DESC, id DESC), so a
- * page is an index range scan from the cursor position whatever the filter.
+ * Inbox statements (see inbox.h), built with numbered parameters only, never with
+ * caller text in the SQL. A list page is two steps in one statement: the SQL function
+ * herald_inbox_page() of migration 008 picks the page's keys (an index range from the
+ * cursor in list order, last_message_at DESC, id DESC, or for a rare tag or word a GIN
+ * lookup of the few matching rows: the migration has the figures), and the rows of
+ * those keys are read for the page alone, by ctid (the function runs in the same
+ * snapshot, so a ctid names the very row version it chose). Each row's JSON costs a
+ * few microseconds, so it is never built for candidate rows that a sort or a filter
+ * then drops.
  */
 #include "storage/inbox.h"
 
@@ -71,7 +76,7 @@ static void must(int rc)
 
 int inbox_conversations_stmt(const inbox_filter_t *f, inbox_stmt_t *st, const char **reason)
 {
-    char a[16], b[16];
+    char n[16];
     size_t limit = f->limit ? f->limit : INBOX_LIMIT_DEFAULT;
 
     memset(st, 0, sizeof(*st));
@@ -88,36 +93,31 @@ int inbox_conversations_stmt(const inbox_filter_t *f, inbox_stmt_t *st, const ch
         return INBOX_EINVAL;
     }
     st->limit = limit;
-    buf_init(&st->sql, 8192);
-    must(buf_printf(&st->sql,
-                    "SELECT c.id, (extract(epoch FROM c.last_message_at) * 1000000)::bigint, " CONV_JSON
-                    ", c.our_number, c.contact_e164, c.status, c.unread, "
-                    "to_char(c.last_message_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                    "coalesce(c.last_message_preview, ''), array_to_string(c.tags, ',') "
-                    "FROM conversations c WHERE c.org_id = %s",
-                    add_i64(st, f->org_id, a, sizeof(a))));
-    if (f->status)
-        must(buf_printf(&st->sql, " AND c.status = %s", add_param(st, f->status, a, sizeof(a))));
-    if (f->tag)
-        must(buf_printf(&st->sql, " AND c.tags @> ARRAY[%s::text]", add_param(st, f->tag, a, sizeof(a))));
-    if (f->number)
-        must(buf_printf(&st->sql, " AND c.our_number = %s", add_param(st, f->number, a, sizeof(a))));
-    if (f->unread)
-        must(buf_puts(&st->sql, " AND c.unread > 0"));
+    /* $1..$9 of herald_inbox_page(); a filter that is not given is NULL. */
+    (void)add_i64(st, f->org_id, n, sizeof(n));
+    (void)add_param(st, f->status, n, sizeof(n));
+    (void)add_param(st, f->tag, n, sizeof(n));
+    (void)add_param(st, f->number, n, sizeof(n));
+    (void)add_param(st, f->q, n, sizeof(n));
+    (void)add_param(st, f->unread ? "true" : "false", n, sizeof(n));
     if (f->has_after) {
-        const char *k = add_i64(st, f->after_key, a, sizeof(a));
-        const char *i = add_i64(st, f->after_id, b, sizeof(b));
-        must(buf_printf(&st->sql,
-                        " AND (c.last_message_at, c.id) < ('epoch'::timestamptz + %s::bigint * interval '1 "
-                        "microsecond', %s::bigint)",
-                        k, i));
+        (void)add_i64(st, f->after_key, n, sizeof(n));
+        (void)add_i64(st, f->after_id, n, sizeof(n));
+    } else {
+        (void)add_param(st, NULL, n, sizeof(n));
+        (void)add_param(st, NULL, n, sizeof(n));
     }
-    if (f->q)
-        must(buf_printf(&st->sql,
-                        " AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
-                        " AND m.body_tsv @@ plainto_tsquery('simple', %s))",
-                        add_param(st, f->q, a, sizeof(a))));
-    must(buf_printf(&st->sql, " ORDER BY c.last_message_at DESC, c.id DESC LIMIT %zu", limit + 1));
+    (void)add_i64(st, (int64_t)limit + 1, n, sizeof(n));
+    buf_init(&st->sql, 4096);
+    must(buf_puts(&st->sql, "SELECT c.id, (extract(epoch FROM c.last_message_at) * 1000000)::bigint, " CONV_JSON));
+    if (f->display)
+        must(buf_puts(&st->sql, ", c.our_number, c.contact_e164, c.status, c.unread, "
+                                "to_char(c.last_message_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                                "coalesce(c.last_message_preview, ''), array_to_string(c.tags, ',')"));
+    /* The keys come with each row's ctid, so the rows are read again without an index. */
+    must(buf_puts(&st->sql, " FROM herald_inbox_page($1::bigint, $2::text, $3::text, $4::text, $5::text, $6::boolean, "
+                            "$7::bigint, $8::bigint, $9::int) k JOIN conversations c ON c.ctid = k.row_tid "
+                            "ORDER BY k.last_message_at DESC, k.id DESC"));
     return 0;
 }
 

@@ -6,8 +6,9 @@
  * conversation of another org is simply "not found".
  *
  * List statements return, per row: id, sort key (microseconds since the epoch), the
- * row as JSON text, then display columns; they fetch limit + 1 rows so the caller
- * knows whether there is a next page (see inbox_page_json()).
+ * row as JSON text, then display columns (for conversations, only when the filter
+ * asks for them); they fetch limit + 1 rows so the caller knows whether there is a
+ * next page (see inbox_page_json()).
  */
 #ifndef HERALD_STORAGE_INBOX_H
 #define HERALD_STORAGE_INBOX_H
@@ -30,12 +31,13 @@ typedef struct inbox_filter {
     const char *status; /* "open", "closed" or NULL */
     const char *tag;    /* or NULL */
     const char *number; /* our number (E.164) or NULL */
-    const char *q;      /* full text over message bodies, or NULL */
+    const char *q;      /* words that must all occur in the conversation's messages, or NULL */
     int unread;         /* 1: only conversations with unread messages */
     size_t limit;       /* 1..INBOX_LIMIT_MAX (0: default) */
     int has_after;      /* continue after (after_key, after_id) */
     int64_t after_key;  /* last_message_at in microseconds */
     int64_t after_id;
+    int display;        /* 1: add the display columns of the CLI's table (cmd_inbox.c) */
 } inbox_filter_t;
 
 /* A built statement: sql and its text parameters (storage inside the struct). */

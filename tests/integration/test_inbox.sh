@@ -93,6 +93,67 @@ done
 n=$(wc -w <<<"$seen"); u=$(tr ' ' '\n' <<<"$seen" | sed '/^$/d' | sort -u | wc -l)
 check "pagination: 5 pages, every original conversation once, no duplicates under inserts" "$pages/$n/$u" "^5/30/30$"
 
+# Keyset pagination over equal activity times: ids break the ties, for the index walk
+# (number), the search-document lookups (tag, q) and a combination; pages of 2 and 3.
+sql "
+insert into conversations (org_id, our_number, contact_e164, last_message_at, tags)
+select $ORG_A, '+15005550009', '+1415666' || lpad(g::text, 4, '0'), timestamptz '2020-02-02 12:00:00+00', array['tie']
+from generate_series(1, 7) g;
+insert into messages (org_id, conversation_id, direction, body)
+select org_id, id, 'inbound', 'tiebreak ' || id from conversations where our_number = '+15005550009';
+" >/dev/null
+want=$(sql "select string_agg(id::text, ' ' order by id desc) from conversations where our_number = '+15005550009'")
+for f in "number=%2B15005550009&limit=2" "tag=tie&limit=2" "q=tiebreak&limit=3" "tag=tie&q=tiebreak&number=%2B15005550009&limit=2"; do
+  seen=""; cur=""; pages=0
+  while :; do
+    page=$(get $KEY_A "/crm/inbox/conversations?$f${cur:+&cursor=$cur}")
+    seen="$seen $(python3 -c 'import json,sys; print(" ".join(str(c["id"]) for c in json.load(sys.stdin)["data"]))' <<<"$page")"
+    cur=$(field '["next_cursor"] or ""' <<<"$page")
+    pages=$((pages + 1))
+    [ -z "$cur" ] || [ $pages -gt 10 ] && break
+  done
+  check "pagination over equal times ($f): ids descending, each once" "$(echo $seen)" "^$want$"
+done
+
+# Full text: every word of q, in any message of the conversation; only the org's own;
+# words of messages added later (by SQL, an agent reply, the inbound webhook function).
+CONV_7=$(sql "select id from conversations where contact_e164='+14155550007'")
+sql "insert into messages (org_id, conversation_id, direction, body) values ($ORG_A, $CONV_7, 'outbound', 'Your PARCEL ships tomorrow')" >/dev/null
+check "q: words from two messages of one conversation" "$(get $KEY_A '/crm/inbox/conversations?q=lost+parcel' | field '["data"][0]["id"]')" "^$CONV_7$"
+check "q: a word no message has: nothing" "$(get $KEY_A '/crm/inbox/conversations?q=lost+zebra' | count)" "^0$"
+check "q: case and punctuation do not matter" "$(get $KEY_A '/crm/inbox/conversations?q=%22Parcel!%22' | count)" "^1$"
+check "q: quotes and backslashes are only text" "$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $KEY_A" "$U/crm/inbox/conversations?q=o%27brien%5C%27%3A*")" '^\{"data":\[\],"next_cursor":null\} 200$'
+check "q: no words at all: nothing" "$(get $KEY_A '/crm/inbox/conversations?q=%21%21' | count)" "^0$"
+CONV_9=$(sql "select id from conversations where contact_e164='+14155550009'")
+long="$(printf 'ab %.0s' $(seq 45))zanzibarian tail"
+r=$(post $KEY_A /crm/inbox/conversations/$CONV_9/messages "{\"body\":\"$long\"}")
+check "q: an agent reply is searchable, past the 140 characters of the preview" "$(get $KEY_A '/crm/inbox/conversations?q=zanzibarian+tail' | field '["data"][0]["id"]')" "^$CONV_9$"
+check "q: the word the preview cut in two is not a word" "$(get $KEY_A '/crm/inbox/conversations?q=zanz' | count)" "^0$"
+sql "select herald_inbound_apply(jsonb_build_object('org_id', $ORG_A, 'to', '+15005550001', 'from', '+14155550011', 'sid', 'SMsearch1', 'body', 'Where is my kumquat delivery?'))" >/dev/null
+check "q: an inbound message (webhook function) is searchable" "$(get $KEY_A '/crm/inbox/conversations?q=kumquat' | field '["data"][0]["contact"]')" "^\+14155550011$"
+sql "insert into conversations (org_id, our_number, contact_e164, tags) values ($ORG_B, '+15005550003', '+14155558001', array['tie', 'b-only']);
+     insert into messages (org_id, conversation_id, direction, body) select $ORG_B, id, 'inbound', 'kumquat tiebreak' from conversations where contact_e164 = '+14155558001'" >/dev/null
+check "q and tag: another org's words and tags are not this org's" "$(get $KEY_A '/crm/inbox/conversations?q=kumquat' | count)/$(get $KEY_A '/crm/inbox/conversations?tag=b-only' | count)/$(get $KEY_B '/crm/inbox/conversations?tag=tie' | count)" "^1/0/1$"
+CONV_12=$(sql "select id from conversations where contact_e164='+14155550012'")
+sql "insert into messages (org_id, conversation_id, direction, body)
+     select $ORG_A, $CONV_12, 'inbound', (select string_agg('w' || g || 'x' || k, ' ') from generate_series(1, 10) k where g > 0)
+     from generate_series(1, 120) g order by g" >/dev/null
+check "q: a thread of 1,200 words keeps at most 1,000, those of its newest messages" \
+  "$(sql "select length(search) <= 1000 from conversations where id = $CONV_12")/$(get $KEY_A '/crm/inbox/conversations?q=w120x3' | count)/$(get $KEY_A '/crm/inbox/conversations?q=w1x3' | count)" "^t/1/0$"
+TAG_C=$(sql "select id from conversations where contact_e164='+14155550010'")
+sql "update conversations set tags = array['vip', 'renamed'] where id = $TAG_C" >/dev/null
+check "tag: a tag added later is found" "$(get $KEY_A '/crm/inbox/conversations?tag=renamed' | count)/$(get $KEY_A '/crm/inbox/conversations?tag=vip' | count)" "^1/6$"
+sql "update conversations set tags = array['vip'] where id = $TAG_C" >/dev/null
+check "tag: a removed tag is not" "$(get $KEY_A '/crm/inbox/conversations?tag=renamed' | count)/$(get $KEY_A '/crm/inbox/conversations?tag=vip' | count)" "^0/6$"
+st7() { echo "$(get $KEY_A '/crm/inbox/conversations?status=open&q=lost' | count)/$(get $KEY_A '/crm/inbox/conversations?status=closed&q=lost' | count)"; }
+s0=$(st7); post $KEY_A /crm/inbox/conversations/$CONV_7/close >/dev/null; s1=$(st7)
+post $KEY_A /crm/inbox/conversations/$CONV_7/reopen >/dev/null; s2=$(st7)
+check "status with q: follows close and reopen" "$s0 $s1 $s2" "^1/0 0/1 1/0$"
+longtag=$(python3 -c "print('t' * 60)")
+sql "update conversations set tags = array['$longtag'] where id = $CONV_9" >/dev/null
+check "tag: a tag longer than 48 bytes is found too" "$(get $KEY_A "/crm/inbox/conversations?tag=$longtag" | field '["data"][0]["id"]')" "^$CONV_9$"
+sql "update conversations set tags = '{}' where id = $CONV_9" >/dev/null
+
 check "messages oldest first" "$(get $KEY_A "/crm/inbox/conversations/$CONV_A/messages?limit=3" | field '["data"][0]["body"]')" "^hello number"
 c2=$(get $KEY_A "/crm/inbox/conversations/$CONV_A/messages?limit=3" | field '["next_cursor"]')
 check "messages page 2" "$(get $KEY_A "/crm/inbox/conversations/$CONV_A/messages?limit=3&cursor=$c2" | field '["data"][0]["body"]')" "^msg 3$"

@@ -141,20 +141,6 @@ static void on_step(db_t *db, const PGresult *res, const char *err, void *arg)
         advance(cm);
 }
 
-/* Field k (0-based) of a tab-separated line; *n its length. */
-static const char *field(const char *line, size_t len, int k, size_t *n)
-{
-    const char *p = line, *end = line + len, *t;
-
-    for (; k > 0 && p < end; k--) {
-        t = memchr(p, '\t', (size_t)(end - p));
-        p = t ? t + 1 : end;
-    }
-    t = memchr(p, '\t', (size_t)(end - p));
-    *n = (size_t)((t ? t : end) - p);
-    return p;
-}
-
 /*
  * An accepted line whose number is on the suppression list: its reject line goes to
  * supf and its segments are counted. Returns 1 if so, 0 if not, -1 on a write error.
@@ -163,7 +149,7 @@ static int divert_suppressed(commit_t *cm, const char *line, size_t len)
 {
     char e164[20];
     size_t n, rn_len, raw_len, segs_len, fsegs_len;
-    const char *f = field(line, len, 1, &n), *rn, *raw, *segs, *fsegs;
+    const char *f = ingest_line_field(line, len, 1, &n), *rn, *raw, *segs, *fsegs;
     uint32_t r;
 
     if (n >= sizeof(e164))
@@ -172,10 +158,10 @@ static int divert_suppressed(commit_t *cm, const char *line, size_t len)
     e164[n] = '\0';
     if (!ingest_numset_get(&cm->sup, ingest_e164_key(e164), &r))
         return 0;
-    rn = field(line, len, 0, &rn_len);
-    raw = field(line, len, 2, &raw_len);
-    segs = field(line, len, 6, &segs_len);
-    fsegs = field(line, len, 9, &fsegs_len);
+    rn = ingest_line_field(line, len, 0, &rn_len);
+    raw = ingest_line_field(line, len, 2, &raw_len);
+    segs = ingest_line_field(line, len, 6, &segs_len);
+    fsegs = ingest_line_field(line, len, 9, &fsegs_len);
     cm->sup_rows++;
     cm->sup_segs += strtol(segs, NULL, 10);
     cm->sup_fsegs += fsegs[0] == '\\' ? strtol(segs, NULL, 10) : strtol(fsegs, NULL, 10);

@@ -188,8 +188,7 @@ static int process_batch(ingest_rowctx_t *x, batch_t *b, buf_t *out, rowmeta_t *
     return 0;
 }
 
-/* Field k (0-based) of a tab-separated staging line; *n its length. */
-static const char *line_field(const char *line, size_t len, int k, size_t *n)
+const char *ingest_line_field(const char *line, size_t len, int k, size_t *n)
 {
     const char *p = line, *end = line + len, *t;
 
@@ -209,10 +208,10 @@ static int put_reject(buf_t *o, const char *line, size_t len, const char *reason
     const char *f;
     int rc = 0;
 
-    f = line_field(line, len, 0, &n);
+    f = ingest_line_field(line, len, 0, &n);
     rc |= buf_append(o, f, n);
     rc |= buf_append(o, "\t", 1);
-    f = line_field(line, len, 2, &n);
+    f = ingest_line_field(line, len, 2, &n);
     rc |= buf_append(o, f, n);
     rc |= buf_append(o, "\t", 1);
     if (reason) {
@@ -220,10 +219,10 @@ static int put_reject(buf_t *o, const char *line, size_t len, const char *reason
         rc |= buf_append(o, "\t", 1);
         rc |= buf_puts(o, detail);
     } else {
-        f = line_field(line, len, 13, &n);
+        f = ingest_line_field(line, len, 13, &n);
         rc |= buf_append(o, f, n);
         rc |= buf_append(o, "\t", 1);
-        f = line_field(line, len, 14, &n);
+        f = ingest_line_field(line, len, 14, &n);
         rc |= buf_append(o, f, n);
     }
     rc |= buf_append(o, "\n", 1);

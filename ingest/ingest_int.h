@@ -167,6 +167,8 @@ uint64_t ingest_e164_key(const char *e164);
 #define INGEST_REJECT_COLUMNS "row_number, raw_value, reason, detail"
 int ingest_spool_fd(const ingest_t *ing);
 uint64_t ingest_spool_bytes(const ingest_t *ing);
+/* Field k (0-based) of a tab-separated spool line (len without its newline); *n its length. */
+const char *ingest_line_field(const char *line, size_t len, int k, size_t *n);
 int ingest_rejects_fd(const ingest_t *ing);
 uint64_t ingest_rejects_bytes(const ingest_t *ing);
 /* Segments of the accepted rows of stage 1: plain, and each with its first-message footer. */

@@ -33,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_SIZE (1024 * 1024)
 #define REJECTS_PAGE 5000
 #define MAX_DEFAULT_ARGS 64
 
@@ -247,53 +246,35 @@ typedef struct upload_ui {
 } upload_ui_t;
 
 /*
- * The reader thread: the file goes through ingest_feed/ingest_finish here while the
- * loop thread runs the commit, whose COPY follows the parse (see ingest.h).
+ * The reader thread: the file goes through ingest_feed_fd() here while the loop
+ * thread runs the commit, whose COPY follows the parse (see ingest.h).
  */
 typedef struct feeder {
     upload_ui_t *ui;
     ingest_t *ing;
     int fd;
-    const char *path;
-    int rc;              /* 0, 1 read error, 2 parse error (ierr) */
-    int read_errno;
+    int rc; /* of ingest_feed_fd(): ierr says why */
     ingest_error_t ierr;
 } feeder_t;
 
 static void draw(upload_ui_t *ui, const char *what, double frac, long rows, int force);
 
+static void on_read(uint64_t fed, void *arg)
+{
+    feeder_t *f = arg;
+
+    f->ui->fed = fed;
+    draw(f->ui, "reading", f->ui->size ? (double)fed / (double)f->ui->size : -1, ingest_rows_parsed(f->ing), 0);
+}
+
 static void *feeder_main(void *arg)
 {
     feeder_t *f = arg;
-    char *chunk = xmalloc(READ_SIZE);
 
-    for (;;) {
-        ssize_t n = read(f->fd, chunk, READ_SIZE);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            f->rc = 1;
-            f->read_errno = errno;
-            ingest_abort(f->ing);
-            break;
-        }
-        if (n == 0) {
-            if (ingest_finish(f->ing, &f->ierr) != 0)
-                f->rc = 2;
-            break;
-        }
-        if (ingest_feed(f->ing, chunk, (size_t)n, &f->ierr) != 0) {
-            f->rc = 2;
-            break;
-        }
-        f->ui->fed += (uint64_t)n;
-        draw(f->ui, "reading", f->ui->size ? (double)f->ui->fed / (double)f->ui->size : -1,
-             ingest_rows_parsed(f->ing), 0);
-    }
+    f->rc = ingest_feed_fd(f->ing, f->fd, on_read, f, &f->ierr);
     if (f->rc == 0)
         draw(f->ui, "reading", f->ui->size ? 1.0 : -1, ingest_rows_parsed(f->ing), 1);
     atomic_store(&f->ui->feeding, 0);
-    free(chunk);
     return NULL;
 }
 
@@ -539,7 +520,7 @@ static int campaign_upload(int argc, char **argv)
         goto out;
     }
     {
-        feeder_t f = {.ui = &ui, .ing = ing, .fd = fd, .path = path};
+        feeder_t f = {.ui = &ui, .ing = ing, .fd = fd};
         pthread_t th;
         atomic_store(&ui.feeding, 1);
         if (pthread_create(&th, NULL, feeder_main, &f) != 0) {
@@ -555,12 +536,8 @@ static int campaign_upload(int argc, char **argv)
         pthread_join(th, NULL);
         if (ui.tty)
             fputc('\n', stderr);
-        if (f.rc == 1) {
-            fprintf(stderr, "herald: campaign upload: nothing queued: %s: %s\n", path, strerror(f.read_errno));
-            goto out;
-        }
-        if (f.rc == 2) {
-            ierr = f.ierr;
+        if (f.rc != 0) {
+            ierr = f.ierr; /* a read error has row 0: "PATH: strerror" */
             goto parse_failed;
         }
     }

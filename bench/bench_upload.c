@@ -163,7 +163,6 @@ static int produce_file(db_t *db, buf_t *out, void *arg)
 typedef struct feeder {
     ingest_t *ing;
     int fd;
-    char *chunk;
     int rc;
     ingest_error_t ierr;
 } feeder_t;
@@ -172,19 +171,7 @@ static void *feeder_main(void *arg)
 {
     feeder_t *f = arg;
 
-    for (;;) {
-        ssize_t n = read(f->fd, f->chunk, 1 << 20);
-        if (n < 0) {
-            f->rc = -1;
-            ingest_abort(f->ing);
-            return NULL;
-        }
-        if (n == 0)
-            break;
-        if ((f->rc = ingest_feed(f->ing, f->chunk, (size_t)n, &f->ierr)) != 0)
-            return NULL;
-    }
-    f->rc = ingest_finish(f->ing, &f->ierr);
+    f->rc = ingest_feed_fd(f->ing, f->fd, NULL, NULL, &f->ierr);
     return NULL;
 }
 
@@ -236,7 +223,6 @@ int main(int argc, char **argv)
     ingest_error_t ierr;
     ingest_t *ing = NULL;
     const ingest_report_t *rep;
-    char *chunk = xmalloc(1 << 20);
     PGresult *cres = NULL;
 
     for (int i = 1; i < argc; i++) {
@@ -343,7 +329,7 @@ int main(int argc, char **argv)
     if (ingest_commit(ing, b.db, on_committed, &b) != 0)
         goto out;
     {
-        feeder_t f = {.ing = ing, .fd = fd, .chunk = chunk};
+        feeder_t f = {.ing = ing, .fd = fd};
         pthread_t th;
         if (pthread_create(&th, NULL, feeder_main, &f) != 0)
             goto out;
@@ -430,6 +416,5 @@ out:
     }
     uv_loop_close(&b.loop);
     free(b.err);
-    free(chunk);
     return rc;
 }

@@ -830,6 +830,40 @@ void ingest_abort(ingest_t *ing)
     }
 }
 
+#define FEED_FD_CHUNK (1024u * 1024)
+
+int ingest_feed_fd(ingest_t *ing, int fd, void (*on_read)(uint64_t fed, void *arg), void *arg, ingest_error_t *err)
+{
+    char *chunk = xmalloc(FEED_FD_CHUNK);
+    uint64_t fed = 0;
+    int rc;
+
+    for (;;) {
+        ssize_t n = read(fd, chunk, FEED_FD_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            memset(err, 0, sizeof(*err));
+            err->code = INGEST_EIO;
+            snprintf(err->reason, sizeof(err->reason), "%s", strerror(errno));
+            ingest_abort(ing);
+            rc = INGEST_EIO;
+            break;
+        }
+        if (n == 0) {
+            rc = ingest_finish(ing, err);
+            break;
+        }
+        if ((rc = ingest_feed(ing, chunk, (size_t)n, err)) != 0)
+            break;
+        fed += (uint64_t)n;
+        if (on_read)
+            on_read(fed, arg);
+    }
+    free(chunk);
+    return rc;
+}
+
 int *ingest_committing(ingest_t *ing)
 {
     return &ing->committing;

@@ -228,6 +228,17 @@ const ingest_report_t *ingest_report(const ingest_t *ing);
 long ingest_rows_parsed(const ingest_t *ing);
 
 /*
+ * Feeds everything read from fd, then ingest_finish(): the reading loop of the CLI
+ * (and of bench_upload), for use on a thread of its own when the commit follows the
+ * parse. on_read (may be NULL) is called after each piece with the bytes fed so far.
+ * Returns 0, or the INGEST_E* code of a failed feed or finish with err filled; a read
+ * error aborts the upload (ingest_abort) and returns INGEST_EIO with err->reason
+ * holding strerror().
+ */
+INGEST_MUSTCHECK int ingest_feed_fd(ingest_t *ing, int fd, void (*on_read)(uint64_t fed, void *arg), void *arg,
+                                    ingest_error_t *err);
+
+/*
  * Gives up on the input (from the feeding thread): stops the workers; a commit that is
  * following the parse rolls back and reports an error. Then only ingest_free() is left.
  */

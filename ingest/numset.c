@@ -165,22 +165,35 @@ int ingest_numset_put(ingest_numset_t *s, uint64_t key, uint32_t val, uint32_t *
     int found;
     size_t i;
 
-    if (ingest_numset_get(s, key, first))
-        return 1;
-    if (key >> PACK_KEY_BITS == 0 && val >> PACK_RN_BITS == 0) {
+    /* One probe per table: the probe that looks for the key also finds its free slot. */
+    if (w->n > 0) {
+        i = wide_find(w, key, h, &found);
+        if (found) {
+            *first = w->vals[i];
+            return 1;
+        }
+    }
+    if (key >> PACK_KEY_BITS == 0) {
         if ((p->n + 1) * 4 > p->cap * 3)
             packed_grow(p);
         i = packed_find(p, key, h, &found);
-        p->slots[i] = key << PACK_RN_BITS | val;
-        p->n++;
-    } else {
-        if ((w->n + 1) * 4 > w->cap * 3)
-            wide_grow(w);
-        i = wide_find(w, key, h, &found);
-        w->keys[i] = key;
-        w->vals[i] = val;
-        w->n++;
+        if (found) {
+            *first = (uint32_t)(p->slots[i] & ((1u << PACK_RN_BITS) - 1));
+            return 1;
+        }
+        if (val >> PACK_RN_BITS == 0) {
+            p->slots[i] = key << PACK_RN_BITS | val;
+            p->n++;
+            s->n++;
+            return 0;
+        }
     }
+    if ((w->n + 1) * 4 > w->cap * 3)
+        wide_grow(w);
+    i = wide_find(w, key, h, &found);
+    w->keys[i] = key;
+    w->vals[i] = val;
+    w->n++;
     s->n++;
     return 0;
 }

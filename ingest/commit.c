@@ -62,7 +62,7 @@ typedef struct commit {
     int n_reasons;
     FILE *supf;  /* reject lines of the suppressed rows, streamed after the rejects spool */
     int supf_streaming;
-    long long sup_rows, sup_segs, sup_fsegs;
+    long long sup_rows, sup_fsegs; /* suppressed rows; their segments with the first-message footer */
     int streaming;      /* started before stage 1 finished: the COPY follows the parse */
     uv_timer_t *wake;   /* while the producer waits for stage 1 */
     /* What each queued operation is, for the per-step timing in the debug log. */
@@ -163,7 +163,6 @@ static int divert_suppressed(commit_t *cm, const char *line, size_t len)
     segs = ingest_line_field(line, len, 6, &segs_len);
     fsegs = ingest_line_field(line, len, 9, &fsegs_len);
     cm->sup_rows++;
-    cm->sup_segs += strtol(segs, NULL, 10);
     cm->sup_fsegs += fsegs[0] == '\\' ? strtol(segs, NULL, 10) : strtol(fsegs, NULL, 10);
     if (fprintf(cm->supf, "%.*s\t%.*s\tsuppressed\tsuppressed (%s)\n", (int)rn_len, rn, (int)raw_len, raw,
                 cm->sup_reason[r]) < 0)
@@ -427,11 +426,9 @@ static void fill_summary(commit_t *cm)
     const ingest_campaign_t *c = ingest_campaign(cm->ing);
     int64_t start = c->start_at > time(NULL) ? c->start_at : (int64_t)time(NULL);
     const long long *st = cm->settle;
-    long long plain, first;
+    long long first = ingest_first_segments(cm->ing);
 
     /* settle: earlier-upload rows, their segs and fsegs; rows seen before, their extra segs; remaining */
-    ingest_segment_totals(cm->ing, &plain, &first);
-    (void)plain;
     rep->duplicate = rep->by_reason[INGEST_R_DUPLICATE] + st[0];
     rep->suppressed = cm->sup_rows;
     rep->accepted = st[5];

@@ -91,7 +91,7 @@ struct ingest {
     uint64_t spool_bytes, rej_bytes;
     buf_t acc_out, rej_out;
     ingest_numset_t seen;
-    long long seg_plain, seg_first;
+    long long seg_first; /* segments of the accepted rows, each with its first-message footer */
     int io_error; /* under mu */
     atomic_long rows_parsed;
     atomic_int stage1; /* 0 running, 1 finished (spools complete), -1 failed */
@@ -161,7 +161,7 @@ static void flush_to(ingest_t *ing, int fd, buf_t *out, uint64_t *bytes)
 typedef struct rowmeta {
     long rn;
     int reason;
-    unsigned segs, fsegs;
+    unsigned fsegs; /* segments with the first-message footer */
     uint64_t key;
     size_t off, len; /* its staging line in the worker's output */
 } rowmeta_t;
@@ -181,7 +181,7 @@ static int process_batch(ingest_rowctx_t *x, batch_t *b, buf_t *out, rowmeta_t *
         }
         if (ingest_row_process(x, &row, out, &res) != 0)
             return -1; /* a batch can not fill OUT_CAP: rows and batches are capped far below it */
-        meta[r] = (rowmeta_t){.rn = br->rn, .reason = res.reason, .segs = res.segments,
+        meta[r] = (rowmeta_t){.rn = br->rn, .reason = res.reason,
                               .fsegs = res.first_segments, .key = res.reason < 0 ? ingest_e164_key(res.e164) : 0,
                               .off = off, .len = out->len - off};
     }
@@ -253,7 +253,6 @@ static void write_batch(ingest_t *ing, const buf_t *out, const rowmeta_t *meta, 
             rc = buf_append(&ing->acc_out, line, keep);
             rc |= buf_append(&ing->acc_out, "\n", 1);
             ing->rep.accepted++;
-            ing->seg_plain += m->segs;
             ing->seg_first += m->fsegs;
         }
         if (rc != 0) {
@@ -790,10 +789,9 @@ uint64_t ingest_rejects_bytes(const ingest_t *ing)
     return ing->rej_bytes;
 }
 
-void ingest_segment_totals(const ingest_t *ing, long long *plain, long long *first)
+long long ingest_first_segments(const ingest_t *ing)
 {
-    *plain = ing->seg_plain;
-    *first = ing->seg_first;
+    return ing->seg_first;
 }
 
 ingest_report_t *ingest_report_mut(ingest_t *ing)

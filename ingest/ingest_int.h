@@ -171,8 +171,8 @@ uint64_t ingest_spool_bytes(const ingest_t *ing);
 const char *ingest_line_field(const char *line, size_t len, int k, size_t *n);
 int ingest_rejects_fd(const ingest_t *ing);
 uint64_t ingest_rejects_bytes(const ingest_t *ing);
-/* Segments of the accepted rows of stage 1: plain, and each with its first-message footer. */
-void ingest_segment_totals(const ingest_t *ing, long long *plain, long long *first);
+/* Segments of the accepted rows of stage 1, each with its first-message footer. */
+long long ingest_first_segments(const ingest_t *ing);
 ingest_report_t *ingest_report_mut(ingest_t *ing);
 const ingest_options_t *ingest_options(const ingest_t *ing);
 const ingest_campaign_t *ingest_campaign(const ingest_t *ing);

@@ -94,7 +94,9 @@ cpu_report() {  # before: "herald_ticks pg_ticks"; $2: requests
 if [ -n "${STATEMENTS:-}" ]; then
   sql "create extension if not exists pg_stat_statements" && sql "select pg_stat_statements_reset()" >/dev/null
 fi
+batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^herald_webhook_batches_total/ { print $2 }'; }
 cpu_before="$(ticks "$serve_pid") $(pg_ticks)"
+batches_before=$(batches)
 msgs_before=$(sql "select count(*) from messages where direction = 'inbound'")
 
 if [ "$DRIVER" = load ]; then
@@ -149,7 +151,11 @@ if [ -n "${STATEMENTS:-}" ]; then
     round(max_exec_time::numeric, 1) as max_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90) as query
     from pg_stat_statements where calls > 0 order by total_exec_time desc limit 20"
 fi
-cpu_report "$cpu_before" $(( $(sql "select count(*) from messages where direction = 'inbound'") - msgs_before ))
+n=$(( $(sql "select count(*) from messages where direction = 'inbound'") - msgs_before ))
+cpu_report "$cpu_before" "$n"
+# Each message takes part in one context batch and one apply batch: the CPU per message
+# depends on how many share them.
+awk -v b="$(( $(batches) - batches_before ))" -v n="$n" 'BEGIN { if (b > 0) printf "batched statements: %d, %.1f messages each\n", b, 2 * n / b }'
 read -r inbound price twiml <<<"$(sql "select count(*) filter (where direction = 'inbound'),
   count(*) filter (where direction = 'inbound' and body ~* '\\m(price|cost)\\M'),
   count(*) filter (where direction = 'outbound' and status = 'twiml') from messages" | tr '|' ' ')"

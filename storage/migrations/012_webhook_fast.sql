@@ -85,6 +85,15 @@ CREATE TRIGGER messages_search AFTER INSERT ON messages FOR EACH ROW
     WHEN (current_setting('herald.search_written', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION herald_messages_search();
 
+-- The same for 008's BEFORE trigger on conversations (a PL/pgSQL call per row, some
+-- 35 us a message in the batch): the batch's upsert writes the status and tag keys
+-- itself, as that trigger would (see herald_inbound_apply_batch()).
+DROP TRIGGER conversations_search ON conversations;
+CREATE TRIGGER conversations_search BEFORE INSERT OR UPDATE OF last_message_preview, tags, status, search
+    ON conversations FOR EACH ROW
+    WHEN (current_setting('herald.search_written', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION herald_conversation_search();
+
 -- 3. 008's trigger on messages took a message whose whole body is the conversation's
 -- preview for one whose words the trigger on conversations had added whenever the
 -- document had fewer than 1,000 words; but that trigger adds them only if they fit,
@@ -167,8 +176,10 @@ BEGIN
     -- in its one row version, what 008's AFTER trigger on messages and an add-tag UPDATE
     -- (005) would each have written as another (an UPDATE of conversations is never HOT:
     -- one entry in each of its indexes): the words of the message and of its TwiML
-    -- replies for its search document, and its new tags (008's BEFORE trigger adds their
-    -- keys). A document that would pass 1,000 words is left as it was (see v_full).
+    -- replies for its search document, its new tags and their keys, and its status key,
+    -- all of it as 008's BEFORE trigger on conversations would make it (that trigger is
+    -- not run here). A document that would pass 1,000 words gets only the keys of the
+    -- new tags here (see v_full for its words).
     WITH x AS (
         SELECT e.i, (e.d->>'org_id')::bigint AS org, e.d->>'to' AS t, e.d->>'from' AS f, e.d->>'body' AS body,
                e.d->>'body' || COALESCE(' ' || (SELECT string_agg(a.a->>'body', ' ')
@@ -180,7 +191,12 @@ BEGIN
                                   WHERE a.a->>'op' = 'add_tag' GROUP BY 1) g), '{}') AS tags
           FROM jsonb_array_elements(p) WITH ORDINALITY e(d, i)
     ), xw AS (
-        SELECT x.i, x.org, x.t, x.f, x.body, x.tags, herald_search_words(x.org, x.text) AS words FROM x
+        -- The words, and the keys of the new tags (those of 008's herald_search_tags()).
+        SELECT x.i, x.org, x.t, x.f, x.body, x.tags, herald_search_words(x.org, x.text) AS words,
+               CASE WHEN cardinality(x.tags) = 0 THEN ''::tsvector
+                    ELSE array_to_tsvector(ARRAY(SELECT x.org::text || '#' || g.t FROM unnest(x.tags) g(t)
+                                                  WHERE octet_length(g.t) <= 48)) END AS tag_keys
+          FROM x
     ), ct AS (
         INSERT INTO contacts AS c (org_id, e164, tags)
         SELECT x.org, x.f, x.tags FROM x ORDER BY x.org, x.f
@@ -197,7 +213,8 @@ BEGIN
                (SELECT o.campaign_id FROM outbox o
                  WHERE o.org_id = xw.org AND o.to_e164 = xw.f AND o.campaign_id IS NOT NULL
                  ORDER BY o.id DESC LIMIT 1),
-               xw.tags, xw.words
+               -- As 008's trigger on conversations makes a new one's document.
+               xw.tags, xw.words || herald_search_status_key(xw.org, 'open') || xw.tag_keys
           FROM xw
           JOIN ct ON ct.org_id = xw.org AND ct.e164 = xw.f
          ORDER BY xw.org, xw.t, xw.f
@@ -207,7 +224,13 @@ BEGIN
                 last_campaign_id = COALESCE(EXCLUDED.last_campaign_id, cv.last_campaign_id),
                 tags = cv.tags || ARRAY(SELECT u.tag FROM unnest(EXCLUDED.tags) WITH ORDINALITY u(tag, n)
                                          WHERE NOT (u.tag = ANY (cv.tags)) ORDER BY u.n),
-                search = CASE WHEN length(cv.search || EXCLUDED.search) <= 1000 THEN cv.search || EXCLUDED.search
+                -- As 008's trigger does with an update that writes the document: the
+                -- proposal's status key is that of a new conversation, 'open'.
+                search = CASE WHEN length(cv.search || EXCLUDED.search) <= 1000
+                              THEN ts_delete(cv.search || EXCLUDED.search,
+                                             ARRAY[cv.org_id::text || '$open', cv.org_id::text || '$closed'])
+                                   || herald_search_status_key(cv.org_id, cv.status)
+                              WHEN cardinality(EXCLUDED.tags) > 0 THEN cv.search || herald_search_tags(cv.org_id, EXCLUDED.tags)
                               ELSE cv.search END
         RETURNING cv.id, cv.org_id, cv.our_number, cv.contact_e164, cv.contact_id, cv.search
     )

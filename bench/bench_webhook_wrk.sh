@@ -17,6 +17,7 @@
 # runs wrk (closed loop: its latencies suffer coordinated omission).
 #   usage: bench/bench_webhook_wrk.sh [BUILD_DIR]
 # CPU per request is printed for herald, all of Postgres and the load generator.
+# PG_LOG=FILE keeps the server's log (e.g. with PG_OPTS="-c log_min_duration_statement=15").
 # STATEMENTS=1 also loads pg_stat_statements (PG_OPTS gets the preload) and prints the
 # statements, nested ones too, by total time.
 #   env: DRIVER=load|wrk POOL=2 STATEMENTS= LOAD_ARGS="--max --conns 128 --duration 10"
@@ -30,7 +31,8 @@ LOAD_ARGS=${LOAD_ARGS:---max --conns 128 --duration 10 --warmup 2}
 DURATION=${DURATION:-15s}; CONNS=${CONNS:-64}; THREADS=${THREADS:-2}; N=${N:-150000}
 dir=$(mktemp -d /tmp/herald-benchwh.XXXXXX); chmod 755 "$dir"
 serve_pid=
-cleanup() { [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; bash "$SRC/tests/integration/pgtmp.sh" stop "$dir/pg.state" >/dev/null 2>&1; rm -rf "$dir"; }
+cleanup() { [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null
+  [ -n "${PG_LOG:-}" ] && [ -n "${pgdir:-}" ] && cp "$pgdir/postgres.log" "$PG_LOG"; bash "$SRC/tests/integration/pgtmp.sh" stop "$dir/pg.state" >/dev/null 2>&1; rm -rf "$dir"; }
 trap cleanup EXIT
 bash "$SRC/tests/integration/pgtmp.sh" start "$dir/pg.state" >/dev/null
 pgdir=$(cut -f1 "$dir/pg.state")
@@ -83,6 +85,17 @@ pg_ticks() {
   for c in $(pgrep -P "$pm"); do t=$((t + $(ticks "$c" 2>/dev/null || echo 0))); done
   echo "$t"
 }
+# The same, by kind of Postgres process (client backends, walwriter, checkpointer, ...;
+# "reaped": exited children such as autovacuum workers), "kind=ticks" words.
+pg_kinds() {
+  local pm c k
+  pm=$(head -1 "$pgdir/data/postmaster.pid")
+  echo "postmaster+reaped=$(ticks "$pm" all)"
+  for c in $(pgrep -P "$pm"); do
+    k=$(tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | sed 's/^postgres: //; s/.*\[local\].*/backends/; s/ .*//; s/:$//')
+    echo "$k=$(ticks "$c" 2>/dev/null || echo 0)"
+  done | awk -F= '{ t[$1] += $2 } END { for (k in t) printf "%s=%d\n", k, t[k] }'
+}
 cpu_report() {  # before: "herald_ticks pg_ticks"; $2: requests
   local hz h p
   hz=$(getconf CLK_TCK); read -r h p <<<"$1"
@@ -96,6 +109,7 @@ if [ -n "${STATEMENTS:-}" ]; then
 fi
 batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^herald_webhook_batches_total/ { print $2 }'; }
 cpu_before="$(ticks "$serve_pid") $(pg_ticks)"
+kinds_before=$(pg_kinds)
 batches_before=$(batches)
 msgs_before=$(sql "select count(*) from messages where direction = 'inbound'")
 
@@ -153,6 +167,10 @@ if [ -n "${STATEMENTS:-}" ]; then
 fi
 n=$(( $(sql "select count(*) from messages where direction = 'inbound'") - msgs_before ))
 cpu_report "$cpu_before" "$n"
+{ echo "$kinds_before" | sed 's/^/0 /'; pg_kinds | sed 's/^/1 /'; } | awk -v n="$n" -v hz="$(getconf CLK_TCK)" '
+  { split($2, a, "="); if ($1 == 0) b[a[1]] = a[2]; else e[a[1]] = a[2] }
+  END { if (n > 0) { printf "postgres by process (us per request):"
+        for (k in e) printf " %s %.0f", k, (e[k] - b[k]) * 1e6 / hz / n; printf "\n" } }'
 # Each message takes part in one context batch and one apply batch: the CPU per message
 # depends on how many share them.
 awk -v b="$(( $(batches) - batches_before ))" -v n="$n" 'BEGIN { if (b > 0) printf "batched statements: %d, %.1f messages each\n", b, 2 * n / b }'

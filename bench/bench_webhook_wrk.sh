@@ -16,7 +16,11 @@
 # with LOAD_ARGS="--rate 2000", or --max); DRIVER=wrk pre-signs N requests (python) and
 # runs wrk (closed loop: its latencies suffer coordinated omission).
 #   usage: bench/bench_webhook_wrk.sh [BUILD_DIR]
-#   env: DRIVER=load|wrk POOL=2 LOAD_ARGS="--max --conns 128 --duration 10"
+# CPU per request is printed for herald, all of Postgres and the load generator.
+# PG_LOG=FILE keeps the server's log (e.g. with PG_OPTS="-c log_min_duration_statement=15").
+# STATEMENTS=1 also loads pg_stat_statements (PG_OPTS gets the preload) and prints the
+# statements, nested ones too, by total time.
+#   env: DRIVER=load|wrk POOL=2 STATEMENTS= LOAD_ARGS="--max --conns 128 --duration 10"
 #        DURATION=15s CONNS=64 THREADS=2 N=150000 (wrk)
 set -euo pipefail
 BUILD=${1:-build}
@@ -27,10 +31,13 @@ LOAD_ARGS=${LOAD_ARGS:---max --conns 128 --duration 10 --warmup 2}
 DURATION=${DURATION:-15s}; CONNS=${CONNS:-64}; THREADS=${THREADS:-2}; N=${N:-150000}
 dir=$(mktemp -d /tmp/herald-benchwh.XXXXXX); chmod 755 "$dir"
 serve_pid=
-cleanup() { [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; bash "$SRC/tests/integration/pgtmp.sh" stop "$dir/pg.state" >/dev/null 2>&1; rm -rf "$dir"; }
+cleanup() { [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null
+  [ -n "${PG_LOG:-}" ] && [ -n "${pgdir:-}" ] && cp "$pgdir/postgres.log" "$PG_LOG"; bash "$SRC/tests/integration/pgtmp.sh" stop "$dir/pg.state" >/dev/null 2>&1; rm -rf "$dir"; }
 trap cleanup EXIT
 bash "$SRC/tests/integration/pgtmp.sh" start "$dir/pg.state" >/dev/null
 pgdir=$(cut -f1 "$dir/pg.state")
+pgss=
+[ -n "${STATEMENTS:-}" ] && pgss="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 if [ "${FSYNC:-on}" = on ]; then
   # pgtmp.sh starts with fsync, synchronous_commit and full_page_writes off for tests;
   # restart with the server defaults: the bench measures durable commits.
@@ -38,7 +45,7 @@ if [ "${FSYNC:-on}" = on ]; then
   PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
   as_owner "$PGBIN/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null
   as_owner "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 30 \
-    -o "-c listen_addresses='' -c unix_socket_directories=$pgdir/run -c max_connections=200 ${PG_OPTS:-}" start >/dev/null
+    -o "-c listen_addresses='' -c unix_socket_directories=$pgdir/run -c max_connections=200 ${PG_OPTS:-} $pgss" start >/dev/null
 fi
 export DATABASE_URL=$(cut -f2 "$dir/pg.state")
 sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
@@ -66,6 +73,45 @@ for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
 PORT=$(cat "$dir/port")
 echo "postgres: fsync=$(sql 'show fsync') synchronous_commit=$(sql 'show synchronous_commit')" \
      "commit_delay=$(sql 'show commit_delay') commit_siblings=$(sql 'show commit_siblings'); HERALD_DB_POOL=${POOL:-2}"
+
+# CPU ticks used so far by a process (utime + stime; with "all", plus its reaped
+# children's) and by the whole Postgres cluster (the postmaster, its reaped children such
+# as autovacuum workers, and its live children): the machine is shared, so the figure to
+# judge by is CPU per request, not the wall clock.
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk -v all="${2:-}" '{ print $12 + $13 + (all ? $14 + $15 : 0) }'; }
+pg_ticks() {
+  local pm t c
+  pm=$(head -1 "$pgdir/data/postmaster.pid"); t=$(ticks "$pm" all)
+  for c in $(pgrep -P "$pm"); do t=$((t + $(ticks "$c" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+# The same, by kind of Postgres process (client backends, walwriter, checkpointer, ...;
+# "reaped": exited children such as autovacuum workers), "kind=ticks" words.
+pg_kinds() {
+  local pm c k
+  pm=$(head -1 "$pgdir/data/postmaster.pid")
+  echo "postmaster+reaped=$(ticks "$pm" all)"
+  for c in $(pgrep -P "$pm"); do
+    k=$(tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | sed 's/^postgres: //; s/.*\[local\].*/backends/; s/ .*//; s/:$//')
+    echo "$k=$(ticks "$c" 2>/dev/null || echo 0)"
+  done | awk -F= '{ t[$1] += $2 } END { for (k in t) printf "%s=%d\n", k, t[k] }'
+}
+cpu_report() {  # before: "herald_ticks pg_ticks"; $2: requests
+  local hz h p
+  hz=$(getconf CLK_TCK); read -r h p <<<"$1"
+  h=$(( $(ticks "$serve_pid") - h )); p=$(( $(pg_ticks) - p ))
+  awk -v h="$h" -v p="$p" -v n="$2" -v hz="$hz" 'BEGIN { if (n > 0)
+    printf "CPU per request (%d requests): herald %.0f us, postgres %.0f us (all its processes)\n", n, h * 1e6 / hz / n, p * 1e6 / hz / n }'
+}
+# STATEMENTS=1: pg_stat_statements (nested statements too) over the run, printed after it.
+if [ -n "${STATEMENTS:-}" ]; then
+  sql "create extension if not exists pg_stat_statements" && sql "select pg_stat_statements_reset()" >/dev/null
+fi
+batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^herald_webhook_batches_total/ { print $2 }'; }
+cpu_before="$(ticks "$serve_pid") $(pg_ticks)"
+kinds_before=$(pg_kinds)
+batches_before=$(batches)
+msgs_before=$(sql "select count(*) from messages where direction = 'inbound'")
 
 if [ "$DRIVER" = load ]; then
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -114,6 +160,20 @@ fi
 
 # What the database holds must be what the rules say.
 sleep 0.5
+if [ -n "${STATEMENTS:-}" ]; then
+  psql "$DATABASE_URL" -XqP pager=off -c "select calls, round(total_exec_time::numeric / calls * 1000) as us_per_call,
+    round(max_exec_time::numeric, 1) as max_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90) as query
+    from pg_stat_statements where calls > 0 order by total_exec_time desc limit 20"
+fi
+n=$(( $(sql "select count(*) from messages where direction = 'inbound'") - msgs_before ))
+cpu_report "$cpu_before" "$n"
+{ echo "$kinds_before" | sed 's/^/0 /'; pg_kinds | sed 's/^/1 /'; } | awk -v n="$n" -v hz="$(getconf CLK_TCK)" '
+  { split($2, a, "="); if ($1 == 0) b[a[1]] = a[2]; else e[a[1]] = a[2] }
+  END { if (n > 0) { printf "postgres by process (us per request):"
+        for (k in e) printf " %s %.0f", k, (e[k] - b[k]) * 1e6 / hz / n; printf "\n" } }'
+# Each message takes part in one context batch and one apply batch: the CPU per message
+# depends on how many share them.
+awk -v b="$(( $(batches) - batches_before ))" -v n="$n" 'BEGIN { if (b > 0) printf "batched statements: %d, %.1f messages each\n", b, 2 * n / b }'
 read -r inbound price twiml <<<"$(sql "select count(*) filter (where direction = 'inbound'),
   count(*) filter (where direction = 'inbound' and body ~* '\\m(price|cost)\\M'),
   count(*) filter (where direction = 'outbound' and status = 'twiml') from messages" | tr '|' ' ')"

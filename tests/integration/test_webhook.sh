@@ -221,6 +221,51 @@ check "ai-assistant: answer queued as a reply" "$(sql "select source||','||body 
 check "ai-assistant: conversation history sent" "$(grep '"/ai"' "$dir/recv.log")" 'messages'
 check "ai-assistant: timeout recorded" "$(sql "select detail->>'status' from conversation_events e join conversations v on v.id=e.conversation_id where v.contact_e164='+14155550116' and detail->>'status'='timeout'")" "^timeout$"
 
+# --- search document, batched and not (012_webhook_fast.sql) ---
+# A conversation whose document has 993 words gets a message of 10 new words: they do
+# not fit, the document is made again from the newest messages, and q finds them. A
+# price question is written by the batch function; any other message here takes
+# herald_inbound_apply() (the "rest" rule forwards it).
+fill_doc() { # FROM: a conversation with a document of 993 words
+  sms "$1" "first words" >/dev/null
+  sql "insert into messages (org_id, conversation_id, direction, body)
+       select org_id, id, 'outbound', (select string_agg('f' || g || 'y' || k, ' ') from generate_series(1, 10) k where g > 0)
+       from conversations, generate_series(1, 99) g where contact_e164 = '$1' order by g" >/dev/null
+}
+found() { # FROM WORDS: the conversation's document has the words and at most 1,000 words
+  sql "select search @@ herald_search_query(org_id, '$2') and length(search) <= 1000 from conversations where contact_e164 = '$1'"
+}
+fill_doc +14155550120
+r=$(sms +14155550120 "price zephyrine quokka one two three four five six seven eight")
+check "batched webhook into a full document: its words are found, the document stays bounded" "$r/$(found +14155550120 'zephyrine quokka')" "^200.*/t$"
+fill_doc +14155550122
+r=$(sms +14155550122 "xylophone marmalade one two three four five six seven eight")
+check "single webhook into a full document: its words are found, the document stays bounded" "$r/$(found +14155550122 'xylophone marmalade')" "^200.*/t$"
+r=$(sms +14155550121 "price kiwano")
+check "batched webhook: its words are in the document at once" "$(found +14155550121 kiwano)" "^t$"
+FULL_ORG=$(sql "select org_id from conversations where contact_e164='+14155550120'")
+
+# --- deletes cascade without foreign keys (012_webhook_fast.sql) ---
+out2=$("$HERALD" org create gone --account-sid AC0123456789abcdef0123456789abcdee --auth-token tok2 --number +15005550099 2>&1)
+ORG2=$(awk '/^org_id/ {print $2}' <<<"$out2")
+$POST "$URL" tok2 --sign-url "$SURL" MessageSid=SMgone1 AccountSid=AC0123456789abcdef0123456789abcdee From=+14155550130 To=+15005550099 Body=bye >/dev/null
+$POST "$URL" tok2 --sign-url "$SURL" MessageSid=SMgone2 AccountSid=AC0123456789abcdef0123456789abcdee From=+14155550131 To=+15005550099 Body=bye >/dev/null
+sql "insert into leads (org_id, contact_id, conversation_id) select org_id, contact_id, id from conversations where org_id = $ORG2;
+     insert into conversation_events (org_id, conversation_id, message_id, action)
+     select org_id, conversation_id, id, 'note' from messages where org_id = $ORG2" >/dev/null
+sql "delete from contacts where org_id = $ORG2 and e164 = '+14155550131'" >/dev/null
+check "deleting a contact deletes its leads and clears the conversation's contact" \
+  "$(sql "select count(*) from leads where org_id = $ORG2")/$(sql "select count(*) from conversations where org_id = $ORG2 and contact_id is null")" "^1/1$"
+sql "delete from messages where org_id = $ORG2 and message_sid = 'SMgone1'" >/dev/null
+check "deleting a message deletes its events" "$(sql "select count(*) from conversation_events where org_id = $ORG2")" "^1$"
+sql "delete from conversations where org_id = $ORG2 and contact_e164 = '+14155550130'" >/dev/null
+check "deleting a conversation clears its lead" "$(sql "select count(*) from leads where org_id = $ORG2 and conversation_id is null")" "^1$"
+sql "delete from orgs where id = $ORG2" >/dev/null
+check "deleting an org deletes its conversations, messages, events and leads" \
+  "$(sql "select (select count(*) from conversations where org_id = $ORG2) + (select count(*) from messages where org_id = $ORG2)
+                 + (select count(*) from conversation_events where org_id = $ORG2) + (select count(*) from leads where org_id = $ORG2)")" "^0$"
+check "other orgs keep theirs" "$(sql "select count(*) > 0 from messages where org_id = $FULL_ORG")" "^t$"
+
 # --- metrics ---
 m=$(curl -s "http://127.0.0.1:$PORT/metrics")
 check "/metrics: webhook counters" "$m" 'herald_webhook_sms_total\{outcome="stored"\} [1-9]'

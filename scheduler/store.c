@@ -75,6 +75,17 @@ const char sched_sql_record[] =
     "  $8::int[]) AS u(id, state, sid, code, msg, delay_ms, keep_unknown, adelta)) u "
     "WHERE o.id = u.id AND o.lease_owner = $9";
 
+/*
+ * The record of plain successes (state 'sent', a sid, nothing else to say): $1 ids, $2
+ * sids, $3 owner. Sets what sched_sql_record sets for them, from two arrays instead of
+ * eight; state 'sent' is never the canceled case, and attempts do not change.
+ */
+const char sched_sql_record_sent[] =
+    "UPDATE outbox o SET state = 'sent', provider_sid = u.sid, error_code = NULL, error_message = NULL, "
+    "next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL, unknown_since = NULL, "
+    "sent_at = COALESCE(o.sent_at, now()), updated_at = now() "
+    "FROM unnest($1::bigint[], $2::text[]) AS u(id, sid) WHERE o.id = u.id AND o.lease_owner = $3";
+
 /* A reconciled row: $1 id, $2 sid, $3 owner. The sid must not belong to another row. */
 const char sched_sql_reconciled[] =
     "UPDATE outbox SET state = 'sent', provider_sid = $2, sent_at = COALESCE(sent_at, now()), "

@@ -14,7 +14,8 @@
 # env: HERALD_BUILD_DIR (default ./build), HERALD_TEST_PG_STATE (reuse a cluster; else one
 # is started and stopped here). unthrottled also takes SCHED_PERF=FILE (perf record -a -g
 # during the run only; read it with perf report -i FILE --sort comm,dso) and, when the
-# cluster preloads pg_stat_statements, prints the statements that took the most time.
+# cluster preloads pg_stat_statements, prints the statements that took the most time
+# (PGSS_TOP=N of them, default 8; with pg_stat_statements.track = all, those inside functions too).
 set -uo pipefail
 mode=${1:-unthrottled}
 B=${HERALD_BUILD_DIR:-$(pwd)/build}

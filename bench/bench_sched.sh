@@ -14,7 +14,8 @@
 # env: HERALD_BUILD_DIR (default ./build), HERALD_TEST_PG_STATE (reuse a cluster; else one
 # is started and stopped here). unthrottled also takes SCHED_PERF=FILE (perf record -a -g
 # during the run only; read it with perf report -i FILE --sort comm,dso) and, when the
-# cluster preloads pg_stat_statements, prints the statements that took the most time.
+# cluster preloads pg_stat_statements, prints the statements that took the most time
+# (PGSS_TOP=N of them, default 8; with pg_stat_statements.track = all, those inside functions too).
 set -uo pipefail
 mode=${1:-unthrottled}
 B=${HERALD_BUILD_DIR:-$(pwd)/build}
@@ -156,7 +157,7 @@ EOF
     echo "  Postgres statements by total time (pg_stat_statements, this database):"
     psql "$DATABASE_URL" -XAtqF' | ' -c "SELECT round(total_exec_time)::text || ' ms', calls, round((total_exec_time * 1000 / GREATEST($n, 1))::numeric, 1)::text || ' us/msg', left(regexp_replace(query, '\s+', ' ', 'g'), 90)
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()
-       ORDER BY total_exec_time DESC LIMIT 8" | sed 's/^/    /'
+       ORDER BY total_exec_time DESC LIMIT ${PGSS_TOP:-8}" | sed 's/^/    /'
   fi
   sleep 0.5
   read -r rec dup lines f l <<<"$(ledger_check "$dir/l.jsonl" unthr)"

@@ -9,6 +9,7 @@
 extern const char sched_sql_lease_campaign[];
 extern const char sched_sql_lease_direct[];
 extern const char sched_sql_record[];
+extern const char sched_sql_record_sent[];
 extern const char sched_sql_suppress[];
 extern const char sched_sql_discover[];
 extern const char sched_sql_discover_direct[];

@@ -26,8 +26,9 @@
 --    this number last get, if any": the fill's first-message footer, the upload
 --    estimate, and the webhook's conversations.last_campaign_id. Each contact now
 --    carries it (contacts.last_campaign_id), written by the fill's contacts upsert in
---    the same statement that queues the rows, and by each cron run. The webhook should
---    read it through herald_last_campaign() below. Differences: numbers whose contact
+--    the same statement that queues the rows, and by each cron run. The webhook reads
+--    it through herald_last_campaign() below (herald_inbound_apply() here, the batch
+--    function in 012). Differences: numbers whose contact
 --    row was deleted by hand count as never sent to; a deleted campaign is not
 --    replaced by the one before it (herald_last_campaign() then answers NULL).
 
@@ -47,6 +48,24 @@ CREATE FUNCTION herald_last_campaign(p_org bigint, p_e164 text) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT c.id FROM contacts ct JOIN campaigns c ON c.id = ct.last_campaign_id
      WHERE ct.org_id = p_org AND ct.e164 = p_e164
+$$;
+
+-- 004's herald_inbound_apply() (a webhook message applied on its own, when its batch
+-- failed) looked the campaign up in the outbox, which without outbox_contact_campaign
+-- would scan it. Only that subquery changes, so the function is made again from its
+-- own definition with the subquery replaced (and the text checked to be there once).
+DO $$
+DECLARE
+    old_q text := '(SELECT o.campaign_id FROM outbox o
+              WHERE o.org_id = v_org AND o.to_e164 = v_from AND o.campaign_id IS NOT NULL
+              ORDER BY o.id DESC LIMIT 1)';
+    src text := pg_get_functiondef('herald_inbound_apply(jsonb)'::regprocedure);
+BEGIN
+    IF array_length(string_to_array(src, old_q), 1) <> 2 THEN
+        RAISE EXCEPTION 'herald_inbound_apply(): the outbox lookup to replace is not there once';
+    END IF;
+    EXECUTE replace(src, old_q, 'herald_last_campaign(v_org, v_from)');
+END
 $$;
 
 DROP FUNCTION herald_fill(bigint, int);

@@ -209,10 +209,9 @@ BEGIN
         INSERT INTO conversations AS cv (org_id, our_number, contact_e164, contact_id, unread, last_message_at,
                                          last_message_preview, last_campaign_id, tags, search)
         SELECT xw.org, xw.t, xw.f, ct.id, 1, now(), left(xw.body, 140),
-               -- The campaign that last wrote to this contact (kept in this one place).
-               (SELECT o.campaign_id FROM outbox o
-                 WHERE o.org_id = xw.org AND o.to_e164 = xw.f AND o.campaign_id IS NOT NULL
-                 ORDER BY o.id DESC LIMIT 1),
+               -- The campaign that last wrote to this contact (011), as the contact was
+               -- before this statement.
+               herald_last_campaign(xw.org, xw.f),
                -- As 008's trigger on conversations makes a new one's document.
                xw.tags, xw.words || herald_search_status_key(xw.org, 'open') || xw.tag_keys
           FROM xw

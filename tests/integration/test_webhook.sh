@@ -266,6 +266,19 @@ check "deleting an org deletes its conversations, messages, events and leads" \
                  + (select count(*) from conversation_events where org_id = $ORG2) + (select count(*) from leads where org_id = $ORG2)")" "^0$"
 check "other orgs keep theirs" "$(sql "select count(*) > 0 from messages where org_id = $FULL_ORG")" "^t$"
 
+# --- replies link to the campaign the contact last received (contacts.last_campaign_id, 011) ---
+cid=$("$HERALD" campaign create --org $org --name link --body "Hi from us" --from $OUR 2>/dev/null)
+printf 'phone\n+14155550130\n+14155550131\n' >"$dir/link.csv"
+"$HERALD" campaign upload "$cid" "$dir/link.csv" --org $org >/dev/null 2>&1
+while [ "$(sql "select herald_fill($cid, 1000)")" != 0 ]; do :; done
+sms +14155550130 "what is the price of it" >/dev/null   # the batch function
+sms +14155550131 "thanks" >/dev/null                     # herald_inbound_apply() (forwarded)
+sms +14155550132 "price?" >/dev/null                     # never sent to
+check "a reply links to the contact's last campaign, on both paths" \
+  "$(sql "select string_agg(contact_e164 || '=' || coalesce(last_campaign_id::text, '-'), ',' order by contact_e164)
+            from conversations where contact_e164 in ('+14155550130', '+14155550131', '+14155550132')")" \
+  "^\+14155550130=$cid,\+14155550131=$cid,\+14155550132=-$"
+
 # --- metrics ---
 m=$(curl -s "http://127.0.0.1:$PORT/metrics")
 check "/metrics: webhook counters" "$m" 'herald_webhook_sms_total\{outcome="stored"\} [1-9]'

@@ -9,12 +9,30 @@
 
 #include <math.h>
 
+/*
+ * A bucket holds at most its burst less BUCKET_GUARD_S of its rate (and never less
+ * than one token, or its burst if smaller). The provider sees messages a few ms later
+ * than they leave, by amounts that vary, so a late batch crowds into the next second:
+ * with the full burst stored, bench_sched.sh throttled measured 1-second windows at
+ * twilio-sim up to 0.3% over rate + burst (552 at 500/s with a burst of 50, 5515 at
+ * 5,000/s). The long-run rate is unchanged.
+ */
+#define BUCKET_GUARD_S 0.01
+
+static double bucket_cap(const bucket_t *b)
+{
+    double floor_cap = b->burst < 1 ? b->burst : 1;
+    double cap = b->burst - b->rate * BUCKET_GUARD_S;
+
+    return cap > floor_cap ? cap : floor_cap;
+}
+
 static void refill(bucket_t *b, int64_t now_us)
 {
     if (now_us > b->last_us) {
         b->tokens += b->rate * (double)(now_us - b->last_us) / 1e6;
-        if (b->tokens > b->burst)
-            b->tokens = b->burst;
+        if (b->tokens > bucket_cap(b))
+            b->tokens = bucket_cap(b);
         b->last_us = now_us;
     }
 }
@@ -23,7 +41,7 @@ void bucket_init(bucket_t *b, double rate, double burst, int64_t now_us)
 {
     b->rate = rate;
     b->burst = burst > 0 ? burst : (rate / 10 > 1 ? rate / 10 : 1);
-    b->tokens = b->burst;
+    b->tokens = bucket_cap(b);
     b->last_us = now_us;
 }
 
@@ -32,8 +50,8 @@ void bucket_set_rate(bucket_t *b, double rate, double burst, int64_t now_us)
     refill(b, now_us);
     b->rate = rate;
     b->burst = burst > 0 ? burst : (rate / 10 > 1 ? rate / 10 : 1);
-    if (b->tokens > b->burst)
-        b->tokens = b->burst;
+    if (b->tokens > bucket_cap(b))
+        b->tokens = bucket_cap(b);
 }
 
 int64_t bucket_wait_us(bucket_t *b, double cost, int64_t now_us)
@@ -43,7 +61,7 @@ int64_t bucket_wait_us(bucket_t *b, double cost, int64_t now_us)
     if (b->rate <= 0)
         return 0;
     refill(b, now_us);
-    need = cost < b->burst ? cost : b->burst;
+    need = cost < bucket_cap(b) ? cost : bucket_cap(b);
     /* A tiny epsilon absorbs the rounding of repeated refills. */
     if (b->tokens + 1e-9 >= need)
         return 0;

@@ -33,11 +33,13 @@
 /* ---- token buckets (bucket.c) ---- */
 
 /*
- * A token bucket refilled at rate tokens/s up to burst. Times are microseconds on
- * any monotonic clock the caller chooses (tests use a fake one). A message may be
- * taken when the bucket holds at least min(cost, burst) tokens; it then takes its
- * whole cost, possibly going into debt, so a message costing more than the burst
- * still passes and the long-run rate stays exact. rate <= 0 means unlimited.
+ * A token bucket refilled at rate tokens/s up to its cap: the burst less 10 ms of the
+ * rate (at least one token), which leaves room for the provider receiving messages
+ * a little later than they leave (bucket.c). Times are microseconds on any monotonic
+ * clock the caller chooses (tests use a fake one). A message may be taken when the
+ * bucket holds at least min(cost, cap) tokens; it then takes its whole cost, possibly
+ * going into debt, so a message costing more than the burst still passes and the
+ * long-run rate stays exact. rate <= 0 means unlimited.
  */
 typedef struct bucket {
     double rate;
@@ -52,10 +54,10 @@ typedef struct bucket_gate {
     unsigned used;
 } bucket_gate_t;
 
-/* Initialises b full (tokens = burst) at now_us. burst <= 0 picks max(1, rate / 10). */
+/* Initialises b full (tokens = cap) at now_us. burst <= 0 picks max(1, rate / 10). */
 void bucket_init(bucket_t *b, double rate, double burst, int64_t now_us);
 
-/* Changes rate and burst, keeping the tokens held (capped at the new burst). */
+/* Changes rate and burst, keeping the tokens held (capped at the new cap). */
 void bucket_set_rate(bucket_t *b, double rate, double burst, int64_t now_us);
 
 /* Microseconds until cost could be taken (0: now). Refills b to now_us first. */

@@ -1527,8 +1527,9 @@ int sched_start(uv_loop_t *loop, const sched_config_t *cfg, sched_t **out)
         s->cfg.retry_base_ms = 1000;
     if (s->cfg.retry_max_ms <= 0)
         s->cfg.retry_max_ms = 300000;
+    /* Twilio's usual account limit on concurrent REST requests: more answers 429 (20429). */
     if (s->cfg.account_concurrency == 0)
-        s->cfg.account_concurrency = 64;
+        s->cfg.account_concurrency = 100;
     if (s->cfg.default_burst_s <= 0)
         s->cfg.default_burst_s = 0.1;
     if (s->cfg.validity_seconds <= 0)

@@ -197,7 +197,7 @@ typedef struct sched_config {
     int max_attempts;             /* 0: 8 */
     int64_t retry_base_ms;        /* 0: 1000 */
     int64_t retry_max_ms;         /* 0: 300000 */
-    unsigned account_concurrency; /* requests in flight per Twilio account; 0: 64 */
+    unsigned account_concurrency; /* requests in flight per Twilio account; 0: 100 */
     double default_burst_s;       /* burst in seconds of rate; 0: 0.1 */
     int quiet_hours;              /* 1: apply quiet hours to campaign messages (default in sched_config_init) */
     int validity_seconds;         /* ValidityPeriod upper bound for campaign messages; 0: 14400 */

@@ -209,9 +209,11 @@ BEGIN
         INSERT INTO conversations AS cv (org_id, our_number, contact_e164, contact_id, unread, last_message_at,
                                          last_message_preview, last_campaign_id, tags, search)
         SELECT xw.org, xw.t, xw.f, ct.id, 1, now(), left(xw.body, 140),
-               -- The campaign that last wrote to this contact (011), as the contact was
-               -- before this statement.
-               herald_last_campaign(xw.org, xw.f),
+               -- The campaign that last wrote to this contact (011's herald_last_campaign(),
+               -- written out: a SQL function with a FROM is not inlined, and ran as a
+               -- statement of its own per message), as the contact was before this statement.
+               (SELECT cp.id FROM contacts lc JOIN campaigns cp ON cp.id = lc.last_campaign_id
+                 WHERE lc.org_id = xw.org AND lc.e164 = xw.f),
                -- As 008's trigger on conversations makes a new one's document.
                xw.tags, xw.words || herald_search_status_key(xw.org, 'open') || xw.tag_keys
           FROM xw

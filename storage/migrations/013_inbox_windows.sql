@@ -31,29 +31,12 @@
 --
 -- Write cost: ten or eleven more GIN entries for every write of a conversation (none
 -- is HOT: the GIN index takes all of a new row version's keys), and the place computed
--- by an inlined expression, no trigger.
+-- by the column's own expression, no trigger.
 
 -- The hour of ts, counted from the epoch. (Through an interval: extract() from a
 -- timestamptz is only STABLE, and would keep this function from being inlined.)
 CREATE FUNCTION herald_search_hour(ts timestamptz) RETURNS int
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT floor(extract(epoch FROM ts - timestamptz 'epoch') / 3600)::int $$;
-
--- The place keys of a conversation of org on number, last active at ts, with unread
--- messages or not. (SQL, so that the generated column below inlines it: no function
--- call per row written.)
-CREATE FUNCTION herald_search_place(org bigint, number text, ts timestamptz, unread boolean) RETURNS tsvector
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT array_to_tsvector(ARRAY[org::text || '%' || number,
-                                   org::text || '@0.' || herald_search_hour(ts)::text,
-                                   org::text || '@1.' || (herald_search_hour(ts) >> 2)::text,
-                                   org::text || '@2.' || (herald_search_hour(ts) >> 4)::text,
-                                   org::text || '@3.' || (herald_search_hour(ts) >> 6)::text,
-                                   org::text || '@4.' || (herald_search_hour(ts) >> 8)::text,
-                                   org::text || '@5.' || (herald_search_hour(ts) >> 10)::text,
-                                   org::text || '@6.' || (herald_search_hour(ts) >> 12)::text,
-                                   org::text || '@7.' || (herald_search_hour(ts) >> 14)::text]
-                             || CASE WHEN unread THEN ARRAY[org::text || '!unread'] ELSE '{}'::text[] END)
-$$;
 
 -- The query for org's number; for its conversations with unread messages.
 CREATE FUNCTION herald_search_number(org bigint, number text) RETURNS tsquery
@@ -91,9 +74,22 @@ $$;
 -- The place keys live in a column of their own, computed by Postgres whenever the row
 -- is written (whoever writes it: the webhook's batch, an agent reply, mark-read), and
 -- the GIN index covers both columns, so one scan ANDs the filter's keys in the
--- document with the span's in the place.
+-- document with the span's in the place. The expression is written out, each hour as
+-- herald_search_hour() computes it: a SQL function in it would be inlined again, its
+-- text parsed, at the start of every statement that writes conversations.
 ALTER TABLE conversations ADD COLUMN place tsvector
-    GENERATED ALWAYS AS (herald_search_place(org_id, our_number, last_message_at, unread > 0)) STORED;
+    GENERATED ALWAYS AS (array_to_tsvector(
+                             ARRAY[org_id::text || '%' || our_number,
+                                  org_id::text || '@0.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int)::text,
+                                  org_id::text || '@1.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int >> 2)::text,
+                                  org_id::text || '@2.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int >> 4)::text,
+                                  org_id::text || '@3.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int >> 6)::text,
+                                  org_id::text || '@4.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int >> 8)::text,
+                                  org_id::text || '@5.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int >> 10)::text,
+                                  org_id::text || '@6.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int >> 12)::text,
+                                  org_id::text || '@7.' || (floor(extract(epoch FROM last_message_at - timestamptz 'epoch') / 3600)::int >> 14)::text]
+                             || CASE WHEN unread > 0 THEN ARRAY[org_id::text || '!unread'] ELSE '{}'::text[] END))
+    STORED;
 DROP INDEX conversations_search;
 CREATE INDEX conversations_search ON conversations USING gin (search, place) WITH (gin_pending_list_limit = 512);
 

@@ -29,7 +29,7 @@
 -- hold no more than four times that, has no window keys. A common filter fills a page
 -- from the first span; a rare one takes three or four lookups.
 --
--- Write cost: ten or eleven more GIN entries for every write of a conversation (none
+-- Write cost: nine or ten more GIN entries for every write of a conversation (none
 -- is HOT: the GIN index takes all of a new row version's keys), and the place computed
 -- by the column's own expression, no trigger.
 

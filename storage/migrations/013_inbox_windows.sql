@@ -191,16 +191,18 @@ DECLARE
     sql text := 'SELECT c.ctid, c.id, c.last_message_at FROM conversations c WHERE c.org_id = $1';
     fq tsquery;
     pq tsquery;
+    wq tsquery;
 BEGIN
     IF tag IS NOT NULL AND octet_length(tag) <= 48 THEN
         fq := herald_search_tag(org, tag);
     END IF;
     IF q IS NOT NULL THEN
+        wq := herald_search_query(org, q);
         -- Words without a lexeme match nothing, as in 008 (an empty query is no filter to &&).
-        IF numnode(herald_search_query(org, q)) = 0 THEN
+        IF numnode(wq) = 0 THEN
             RETURN;
         END IF;
-        fq := CASE WHEN fq IS NULL THEN herald_search_query(org, q) ELSE fq && herald_search_query(org, q) END;
+        fq := CASE WHEN fq IS NULL THEN wq ELSE fq && wq END;
     END IF;
     IF fq IS NOT NULL THEN
         IF status IS NOT NULL THEN

@@ -54,21 +54,6 @@ static bc_state_t bc;
 
 /* ---- helpers ---- */
 
-static int parse_id(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    if (!s || !*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 18)
-        return -1;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end || v <= 0)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* 1 when the Content-Type header names media type want (parameters ignored). */
 static int media_is(const char *ct, const char *want)
 {
@@ -136,7 +121,7 @@ static void authed_get(http_request_t *req, int64_t org_id, void *arg)
     bc_req_t *b;
     db_t *db;
 
-    if (parse_id(http_request_param(req, "id"), &id) != 0) {
+    if (serve_parse_id(http_request_param(req, "id"), &id) != 0) {
         serve_json_error(req, 404, "campaign not found");
         return;
     }
@@ -442,7 +427,7 @@ static void authed_rejects(http_request_t *req, int64_t org_id, void *arg)
     int csv = 0;
     long limit;
 
-    if (parse_id(http_request_param(req, "id"), &id) != 0) {
+    if (serve_parse_id(http_request_param(req, "id"), &id) != 0) {
         serve_json_error(req, 404, "campaign not found");
         return;
     }
@@ -457,12 +442,12 @@ static void authed_rejects(http_request_t *req, int64_t org_id, void *arg)
         why = "format must be json or csv";
     limit = csv ? REJECTS_CSV_LIMIT_DEFAULT : REJECTS_LIMIT_DEFAULT;
     v = http_form_get(&q, "limit");
-    if (v && (parse_id(v, &n) != 0 || n > (csv ? REJECTS_CSV_LIMIT_MAX : REJECTS_LIMIT_MAX)))
+    if (v && (serve_parse_id(v, &n) != 0 || n > (csv ? REJECTS_CSV_LIMIT_MAX : REJECTS_LIMIT_MAX)))
         why = csv ? "limit must be 1..100000" : "limit must be 1..1000";
     else if (v)
         limit = (long)n;
     v = http_form_get(&q, "upload_id");
-    if (v && parse_id(v, &upload) != 0)
+    if (v && serve_parse_id(v, &upload) != 0)
         why = "upload_id must be a positive integer";
     v = http_form_get(&q, "cursor");
     if (v && *v && http_cursor_decode(v, &after_upload, &after_row) != 0)
@@ -870,7 +855,7 @@ static void authed_upload(http_request_t *req, int64_t org_id, void *arg)
     db_t *db;
     char msg[160];
 
-    if (parse_id(http_request_param(req, "id"), &id) != 0) {
+    if (serve_parse_id(http_request_param(req, "id"), &id) != 0) {
         serve_json_error(req, 404, "campaign not found");
         return;
     }

@@ -62,21 +62,6 @@ static void cursor_fn(int64_t key, int64_t id, char out[64])
     http_cursor_encode(key, id, out);
 }
 
-static int parse_id(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    if (!s || !*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 18)
-        return -1;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end || v <= 0)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static void respond_json(http_request_t *req, int status, const char *body)
 {
     http_respond(req, status, "application/json", NULL, body, strlen(body));
@@ -174,7 +159,7 @@ static int parse_list_filter(crm_req_t *c, inbox_filter_t *f, const char **why)
     v = http_form_get(&q, "limit");
     if (v) {
         int64_t n;
-        if (parse_id(v, &n) != 0 || n > INBOX_LIMIT_MAX) {
+        if (serve_parse_id(v, &n) != 0 || n > INBOX_LIMIT_MAX) {
             *why = "limit must be 1..200";
             return -1;
         }
@@ -205,7 +190,7 @@ static void authed(http_request_t *req, int64_t org_id, void *arg)
     c->req = req;
     c->op = rt->op;
     c->org_id = org_id;
-    if (rt->op != CRM_LIST && parse_id(http_request_param(req, "id"), &c->conv_id) != 0) {
+    if (rt->op != CRM_LIST && serve_parse_id(http_request_param(req, "id"), &c->conv_id) != 0) {
         serve_json_error(req, 404, "conversation not found");
         crm_free(c);
         return;
@@ -232,7 +217,7 @@ static void authed(http_request_t *req, int64_t org_id, void *arg)
             return;
         }
         v = http_form_get(&q, "limit");
-        if (v && (parse_id(v, &limit) != 0 || limit > INBOX_LIMIT_MAX)) {
+        if (v && (serve_parse_id(v, &limit) != 0 || limit > INBOX_LIMIT_MAX)) {
             serve_json_error(req, 400, "limit must be 1..200");
             crm_free(c);
             return;

@@ -192,6 +192,21 @@ void serve_db_statement(serve_ctx_t *ctx, const char *name, const char *sql)
 
 /* ---- JSON errors and API keys ---- */
 
+int serve_parse_id(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (!s || !*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 18)
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || v <= 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 void serve_json_error(http_request_t *req, int status, const char *msg)
 {
     char body[512];

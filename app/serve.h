@@ -137,6 +137,10 @@ __attribute__((warn_unused_result)) int api_broadcast_attach(serve_ctx_t *ctx);
 void serve_auth(serve_ctx_t *ctx, http_request_t *req, void (*cb)(http_request_t *req, int64_t org_id, void *arg),
                 void *arg);
 
+/* Parses a positive decimal id of at most 18 digits (a path segment or a query value)
+ * into *out. Returns 0, or -1 for anything else, NULL included. */
+int serve_parse_id(const char *s, int64_t *out);
+
 /* Answers req with a JSON body {"error": msg} and status. */
 void serve_json_error(http_request_t *req, int status, const char *msg);
 

@@ -25,6 +25,7 @@
  * requests of each kind. The load average is printed at the
  * start and the end: other work on the machine skews every figure.
  */
+#include "bench/benchdb.h"
 #include "common/buf.h"
 #include "common/xalloc.h"
 #include "storage/db.h"
@@ -72,13 +73,7 @@ static const char *const tags[NTAGS] = {"vip",      "pricing", "support",   "lea
 static const char *const numbers[NNUMBERS] = {"+15005550101", "+15005550102", "+15005550103",
                                               "+15005550104", "+15005550105", "+15005550106"};
 
-typedef struct bench {
-    uv_loop_t loop;
-    db_t *db;
-    int done;
-    char *err;
-    PGresult *res;
-} bench_t;
+typedef benchdb_t bench_t;
 
 typedef struct stats {
     const char *name;
@@ -137,76 +132,16 @@ static void word(int r, char *out, size_t n)
 
 /* ---- database ---- */
 
-static void on_done(db_t *db, const PGresult *res, const char *err, void *arg)
-{
-    bench_t *b = arg;
-    (void)db;
-    if (err && !b->err)
-        b->err = xstrdup(err);
-    if (res && !b->res)
-        b->res = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
-    b->done = 1;
-}
-
-static void on_connect(db_t *db, const char *err, void *arg)
-{
-    on_done(db, NULL, err, arg);
-}
-
-static void on_migrate(db_t *db, const storage_migrate_report_t *r, const char *err, void *arg)
-{
-    (void)r;
-    on_done(db, NULL, err, arg);
-}
-
-static int wait_db(bench_t *b, const char *what)
-{
-    while (!b->done)
-        uv_run(&b->loop, UV_RUN_ONCE);
-    b->done = 0;
-    if (b->err) {
-        fprintf(stderr, "bench_inbox: %s: %s\n", what, b->err);
-        return -1;
-    }
-    return 0;
-}
-
-static void clear_res(bench_t *b)
-{
-    if (b->res)
-        PQclear(b->res);
-    b->res = NULL;
-}
-
-/* One statement; the first column of the first row (if any) into out. */
-static int query(bench_t *b, const char *sql, char *out, size_t outlen)
-{
-    clear_res(b);
-    if (db_query(b->db, sql, 0, NULL, on_done, b) != 0 || wait_db(b, sql) != 0)
-        return -1;
-    if (out)
-        snprintf(out, outlen, "%s", b->res && PQntuples(b->res) > 0 ? PQgetvalue(b->res, 0, 0) : "");
-    return 0;
-}
-
 static int script(bench_t *b, const char *what, const char *sql)
 {
     double t0 = now_s();
 
-    clear_res(b);
-    if (db_exec_script(b->db, sql, on_done, b) != 0 || wait_db(b, what) != 0)
+    benchdb_clear(b);
+    if (db_exec_script(b->db, sql, benchdb_on_result, b) != 0 || benchdb_wait(b, what) != 0)
         return -1;
     printf("  %-44s %6.1f s\n", what, now_s() - t0);
     fflush(stdout);
     return 0;
-}
-
-static int connect_db(bench_t *b, const char *conninfo)
-{
-    if (b->db)
-        db_close(b->db, NULL, NULL);
-    b->db = NULL;
-    return db_connect(&b->loop, conninfo, on_connect, b, &b->db) != 0 ? -1 : wait_db(b, "connect");
 }
 
 /* conninfo (key=value or URI) with dbname replaced, as key=value. */
@@ -804,7 +739,8 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&b.loop);
-    if (connect_db(&b, conninfo) != 0)
+    b.name = "bench_inbox";
+    if (benchdb_connect(&b, conninfo) != 0)
         goto out;
     if (reuse) {
         snprintf(dbname, sizeof(dbname), "%s", reuse);
@@ -812,31 +748,31 @@ int main(int argc, char **argv)
     } else {
         snprintf(dbname, sizeof(dbname), "bench_inbox_%ld", (long)getpid());
         snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-        if (query(&b, sql, NULL, 0) != 0)
+        if (benchdb_query(&b, sql, NULL, 0) != 0)
             goto out;
     }
-    if (with_dbname(conninfo, dbname, bench_ci, sizeof(bench_ci)) != 0 || connect_db(&b, bench_ci) != 0)
+    if (with_dbname(conninfo, dbname, bench_ci, sizeof(bench_ci)) != 0 || benchdb_connect(&b, bench_ci) != 0)
         goto out;
-    if (storage_migrate(b.db, on_migrate, &b) != 0 || wait_db(&b, "migrate") != 0)
+    if (storage_migrate(b.db, benchdb_on_migrate, &b) != 0 || benchdb_wait(&b, "migrate") != 0)
         goto out;
-    if (query(&b, "SELECT id FROM orgs WHERE name = 'bench-inbox-a'", org_a, sizeof(org_a)) != 0 ||
-        query(&b, "SELECT id FROM orgs WHERE name = 'bench-inbox-b'", org_b, sizeof(org_b)) != 0)
+    if (benchdb_query(&b, "SELECT id FROM orgs WHERE name = 'bench-inbox-a'", org_a, sizeof(org_a)) != 0 ||
+        benchdb_query(&b, "SELECT id FROM orgs WHERE name = 'bench-inbox-b'", org_b, sizeof(org_b)) != 0)
         goto out;
     if (!org_a[0] || !org_b[0]) {
         printf("generating %ld messages in %ld conversations (+ %ld in %ld for a second org) into %s\n",
                messages, messages / 10, messages / 10, messages / 100, dbname);
         t0 = now_s();
-        if (query(&b, "INSERT INTO orgs (name) VALUES ('bench-inbox-a') RETURNING id", org_a,
-                  sizeof(org_a)) != 0 ||
-            query(&b, "INSERT INTO orgs (name) VALUES ('bench-inbox-b') RETURNING id", org_b,
-                  sizeof(org_b)) != 0 ||
+        if (benchdb_query(&b, "INSERT INTO orgs (name) VALUES ('bench-inbox-a') RETURNING id", org_a,
+                          sizeof(org_a)) != 0 ||
+            benchdb_query(&b, "INSERT INTO orgs (name) VALUES ('bench-inbox-b') RETURNING id", org_b,
+                          sizeof(org_b)) != 0 ||
             generate(&b, org_a, org_b, messages / 10, messages) != 0)
             goto out;
         printf("generated in %.1f s\n", now_s() - t0);
     } else {
         printf("reusing the data in %s\n", dbname);
     }
-    if (query(
+    if (benchdb_query(
             &b,
             "SELECT format('%s conversations, %s messages; conversations %s, messages %s; shared_buffers %s',"
             " (SELECT count(*) FROM conversations), (SELECT count(*) FROM messages),"
@@ -852,13 +788,13 @@ int main(int argc, char **argv)
              " (SELECT conversation_id FROM messages WHERE org_id = %s GROUP BY 1 ORDER BY count(*) DESC "
              "LIMIT 10)",
              org_a, org_a);
-    if (query(&b, sql, NULL, 0) != 0)
+    if (benchdb_query(&b, sql, NULL, 0) != 0)
         goto out;
     nconv = (size_t)PQntuples(b.res);
     conv_ids = xcalloc(nconv ? nconv : 1, sizeof(*conv_ids));
     for (size_t i = 0; i < nconv; i++)
         snprintf(conv_ids[i], sizeof(conv_ids[i]), "%s", PQgetvalue(b.res, (int)i, 0));
-    clear_res(&b);
+    benchdb_clear(&b);
 
     snprintf(port_file, sizeof(port_file), "/tmp/bench_inbox_%ld.port", (long)getpid());
     serve = start_serve(herald, bench_ci, port_file, &port);
@@ -931,7 +867,7 @@ out:
     free(conv_ids);
     for (int k = 0; k < K_COUNT; k++)
         free(st[k].ms);
-    clear_res(&b);
+    benchdb_clear(&b);
     free(b.err);
     b.err = NULL;
     if (b.db)
@@ -939,11 +875,11 @@ out:
     b.db = NULL;
     uv_run(&b.loop, UV_RUN_DEFAULT);
     if (dbname[0] && !keep) {
-        if (connect_db(&b, conninfo) == 0) {
+        if (benchdb_connect(&b, conninfo) == 0) {
             snprintf(sql, sizeof(sql), "DROP DATABASE %s", dbname);
-            (void)query(&b, sql, NULL, 0);
+            (void)benchdb_query(&b, sql, NULL, 0);
         }
-        clear_res(&b);
+        benchdb_clear(&b);
         if (b.db)
             db_close(b.db, NULL, NULL);
         uv_run(&b.loop, UV_RUN_DEFAULT);

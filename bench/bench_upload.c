@@ -12,8 +12,8 @@
  * temporary table. The org (and with it everything uploaded) is deleted at the end
  * unless --keep. The load average is printed: other work on the machine skews it.
  */
+#include "bench/benchdb.h"
 #include "common/log.h"
-#include "common/xalloc.h"
 #include "ingest/ingest.h"
 #include "storage/db.h"
 #include "storage/migrate.h"
@@ -33,17 +33,15 @@ static const int areas[8] = {212, 312, 415, 617, 206, 305, 512, 720};
 static const char *const names[8] = {"Ann", "Bob", "Chloé", "Dan", "Eve", "Fay", "Gus", "Hal"};
 static const char *const cities[4] = {"San Francisco", "New York", "Austin, TX", "Seattle"};
 
-typedef struct bench {
-    uv_loop_t loop;
-    db_t *db;
-    int done;
-    char *err;
-    PGresult *res;
+typedef benchdb_t bench_t;
+
+/* What a COPY reads from: generated suppression rows, or a file. */
+typedef struct copy_src {
     long rows;
     long next;
     int fd;
     int eof;
-} bench_t;
+} copy_src_t;
 
 static double now_s(void)
 {
@@ -72,92 +70,44 @@ static void number(long k, char *out, size_t n)
     snprintf(out, n, "%d%07ld", areas[k % 8], 2000000 + (k / 8) % 8000000);
 }
 
-static void on_done(db_t *db, const PGresult *res, const char *err, void *arg)
-{
-    bench_t *b = arg;
-    (void)db;
-    if (err && !b->err)
-        b->err = xstrdup(err);
-    if (res && !b->res)
-        b->res = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
-    b->done = 1;
-}
-
 static void on_committed(ingest_t *ing, const ingest_report_t *rep, const char *err, void *arg)
 {
     (void)ing;
     (void)rep;
-    on_done(NULL, NULL, err, arg);
-}
-
-static void on_connect(db_t *db, const char *err, void *arg)
-{
-    on_done(db, NULL, err, arg);
-}
-
-static void on_migrate(db_t *db, const storage_migrate_report_t *r, const char *err, void *arg)
-{
-    (void)r;
-    on_done(db, NULL, err, arg);
-}
-
-static int wait(bench_t *b, const char *what)
-{
-    while (!b->done)
-        uv_run(&b->loop, UV_RUN_ONCE);
-    b->done = 0;
-    if (b->err) {
-        fprintf(stderr, "bench_upload: %s: %s\n", what, b->err);
-        return -1;
-    }
-    return 0;
-}
-
-static int query(bench_t *b, const char *sql, char *out, size_t outlen)
-{
-    if (b->res) {
-        PQclear(b->res);
-        b->res = NULL;
-    }
-    if (db_query(b->db, sql, 0, NULL, on_done, b) != 0 || wait(b, sql) != 0)
-        return -1;
-    if (out) {
-        snprintf(out, outlen, "%s", b->res && PQntuples(b->res) > 0 ? PQgetvalue(b->res, 0, 0) : "");
-    }
-    return 0;
+    benchdb_on_result(NULL, NULL, err, arg);
 }
 
 static int produce_suppression(db_t *db, buf_t *out, void *arg)
 {
-    bench_t *b = arg;
+    copy_src_t *src = arg;
     char num[32];
     (void)db;
-    for (; b->next < b->rows && out->len < 256 * 1024; b->next++) {
-        if (b->next % 50 != 1)
+    for (; src->next < src->rows && out->len < 256 * 1024; src->next++) {
+        if (src->next % 50 != 1)
             continue;
-        number(b->next, num, sizeof(num));
+        number(src->next, num, sizeof(num));
         if (buf_printf(out, "+1%s\topt_out\n", num) != 0)
             return -1;
     }
-    return b->next < b->rows ? DB_COPY_MORE : DB_COPY_DONE;
+    return src->next < src->rows ? DB_COPY_MORE : DB_COPY_DONE;
 }
 
 static int produce_file(db_t *db, buf_t *out, void *arg)
 {
-    bench_t *b = arg;
+    copy_src_t *src = arg;
     char chunk[65536];
     ssize_t n;
     (void)db;
     while (out->len < 64 * 1024) {
-        n = read(b->fd, chunk, sizeof(chunk));
+        n = read(src->fd, chunk, sizeof(chunk));
         if (n <= 0) {
-            b->eof = 1;
+            src->eof = 1;
             break;
         }
         if (buf_append(out, chunk, (size_t)n) != 0)
             return -1;
     }
-    return b->eof ? DB_COPY_DONE : DB_COPY_MORE;
+    return src->eof ? DB_COPY_DONE : DB_COPY_MORE;
 }
 
 typedef struct feeder {
@@ -211,6 +161,7 @@ static int generate(const char *path, long rows)
 int main(int argc, char **argv)
 {
     bench_t b = {0};
+    copy_src_t src = {0};
     char conninfo[4096], base[4096], err[1024], path[256], org[32] = "", camp[32], sql[1024], dbname[64] = "";
     const char *file = NULL;
     int threads = 2, keep = 0, rc = 1, fd = -1;
@@ -253,17 +204,16 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&b.loop);
-    if (db_connect(&b.loop, conninfo, on_connect, &b, &b.db) != 0 || wait(&b, "connect") != 0)
+    b.name = "bench_upload";
+    if (benchdb_connect(&b, conninfo) != 0)
         goto out;
     /* A database of its own, dropped at the end: cascading deletes of a million rows are slow. */
     snprintf(dbname, sizeof(dbname), "bench_upload_%ld", (long)getpid());
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-    if (query(&b, sql, NULL, 0) == 0) {
-        db_close(b.db, NULL, NULL);
-        b.db = NULL;
+    if (benchdb_query(&b, sql, NULL, 0) == 0) {
         snprintf(base, sizeof(base), "%s", conninfo);
         snprintf(conninfo + strlen(conninfo), sizeof(conninfo) - strlen(conninfo), " dbname=%s", dbname);
-        if (db_connect(&b.loop, conninfo, on_connect, &b, &b.db) != 0 || wait(&b, "connect") != 0)
+        if (benchdb_connect(&b, conninfo) != 0)
             goto out;
     } else {
         free(b.err);
@@ -271,43 +221,44 @@ int main(int argc, char **argv)
         dbname[0] = '\0';
         printf("(cannot create a database; using DATABASE_URL's and deleting the org at the end)\n");
     }
-    if (storage_migrate(b.db, on_migrate, &b) != 0 || wait(&b, "migrate") != 0)
+    if (storage_migrate(b.db, benchdb_on_migrate, &b) != 0 || benchdb_wait(&b, "migrate") != 0)
         goto out;
     snprintf(sql, sizeof(sql), "INSERT INTO orgs (name) VALUES ('bench-%ld') RETURNING id", (long)getpid());
-    if (query(&b, sql, org, sizeof(org)) != 0)
+    if (benchdb_query(&b, sql, org, sizeof(org)) != 0)
         goto out;
     snprintf(sql, sizeof(sql),
              "INSERT INTO campaigns (org_id, name, body, from_number, rate_mps, quiet_start_min, quiet_end_min) "
              "VALUES (%s, 'bench', 'Hi {{first_name}}, our {{city}} store has a sale today.', '+14155550100', 30, "
              "540, 1200) RETURNING id",
              org);
-    if (query(&b, sql, camp, sizeof(camp)) != 0)
+    if (benchdb_query(&b, sql, camp, sizeof(camp)) != 0)
         goto out;
-    b.rows = rows;
+    src.rows = rows;
     {
         char s2[256];
         snprintf(s2, sizeof(s2), "CREATE TEMP TABLE sup_in (e164 text, reason text)");
-        if (query(&b, s2, NULL, 0) != 0)
+        if (benchdb_query(&b, s2, NULL, 0) != 0)
             goto out;
-        if (db_copy_in(b.db, "COPY sup_in FROM STDIN", produce_suppression, &b, on_done, &b) != 0 ||
-            wait(&b, "suppression") != 0)
+        if (db_copy_in(b.db, "COPY sup_in FROM STDIN", produce_suppression, &src, benchdb_on_result, &b) != 0)
+            goto out;
+        if (benchdb_wait(&b, "suppression") != 0)
             goto out;
         snprintf(s2, sizeof(s2),
                  "INSERT INTO suppression (org_id, e164, reason) SELECT %s, e164, reason FROM sup_in "
                  "ON CONFLICT DO NOTHING",
                  org);
-        if (query(&b, s2, NULL, 0) != 0)
+        if (benchdb_query(&b, s2, NULL, 0) != 0)
             goto out;
     }
     {
         const char *p[2] = {camp, org};
-        if (db_query(b.db, INGEST_CAMPAIGN_SQL, 2, p, on_done, &b) != 0)
+        if (db_query(b.db, INGEST_CAMPAIGN_SQL, 2, p, benchdb_on_result, &b) != 0)
             goto out;
         if (b.res) {
             PQclear(b.res);
             b.res = NULL;
         }
-        if (wait(&b, "campaign") != 0)
+        if (benchdb_wait(&b, "campaign") != 0)
             goto out;
         cres = b.res;
         b.res = NULL;
@@ -353,17 +304,18 @@ int main(int argc, char **argv)
     hwm_upload = vm_hwm_kb();
 
     /* The floor: the same file, COPYed as is into a plain table. */
-    if (query(&b, "CREATE TEMP TABLE floor_t (phone text, first_name text, city text, tags text)", NULL, 0) != 0)
+    if (benchdb_query(&b, "CREATE TEMP TABLE floor_t (phone text, first_name text, city text, tags text)",
+                      NULL, 0) != 0)
         goto out;
-    b.fd = open(path, O_RDONLY);
-    b.eof = 0;
+    src.fd = open(path, O_RDONLY);
+    src.eof = 0;
     t0 = now_s();
-    if (db_copy_in(b.db, "COPY floor_t FROM STDIN WITH (FORMAT csv, HEADER true)", produce_file, &b, on_done, &b) !=
-            0 ||
-        wait(&b, "floor copy") != 0)
+    if (db_copy_in(b.db, "COPY floor_t FROM STDIN WITH (FORMAT csv, HEADER true)", produce_file, &src,
+                   benchdb_on_result, &b) != 0 ||
+        benchdb_wait(&b, "floor copy") != 0)
         goto out;
     t_floor = now_s() - t0;
-    close(b.fd);
+    close(src.fd);
 
     getloadavg(la, 3);
     printf("rows %ld: accepted %ld, invalid %ld, duplicate %ld, suppressed %ld, segments %lld\n", rep->rows,
@@ -385,7 +337,7 @@ out:
             free(b.err);
             b.err = NULL;
         }
-        (void)query(&b, sql, NULL, 0);
+        (void)benchdb_query(&b, sql, NULL, 0);
     }
     if (fd >= 0)
         close(fd);
@@ -402,9 +354,9 @@ out:
     b.db = NULL;
     fflush(stdout);
     if (dbname[0] && !keep) {
-        if (db_connect(&b.loop, base, on_connect, &b, &b.db) == 0 && wait(&b, "connect") == 0) {
+        if (benchdb_connect(&b, base) == 0) {
             snprintf(sql, sizeof(sql), "DROP DATABASE %s", dbname);
-            (void)query(&b, sql, NULL, 0);
+            (void)benchdb_query(&b, sql, NULL, 0);
         }
         if (b.res)
             PQclear(b.res);

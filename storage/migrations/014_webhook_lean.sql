@@ -110,6 +110,9 @@ CREATE TRIGGER conversations_place_update BEFORE UPDATE ON conversations FOR EAC
 --     instead of the function's own 'duplicate MessageSid in batch' error; either
 --     way the whole batch rolls back and herald applies its documents one by one
 --     (herald_inbound_apply(), which answers a repeat with the TwiML stored).
+--   * The result is the number of messages written. The array of ids it was (one
+--     jsonb object built per message) was never read: herald answers each request of
+--     the batch with the TwiML it made itself.
 --   (Leads keep their ON CONFLICT: a NOT EXISTS instead was planned, in the function's
 --     generic plan, as an anti-join over every open lead of the org.)
 DO $$
@@ -133,7 +136,10 @@ DECLARE
         ON CONFLICT (org_id, message_sid) WHERE message_sid IS NOT NULL DO NOTHING
 $e$,
          $e$        SELECT m.org, m.conv, m.dir, m.body, m.sid, m.media, m.status, m.twiml FROM m ORDER BY m.i, m.k
-$e$]];
+$e$],
+        [$e$           jsonb_agg(jsonb_build_object('message_id', xi.id, 'conversation_id', xi.conv, 'contact_id', NULL,
+                                        'events', '[]'::jsonb) ORDER BY xi.i),$e$,
+         $e$           to_jsonb(count(*)),$e$]];
 BEGIN
     FOR k IN 1 .. array_length(edits, 1) LOOP
         IF array_length(string_to_array(src, edits[k][1]), 1) <> 2 THEN

@@ -205,6 +205,12 @@ check "suppression list" "$("$HERALD" suppression list --org $ORG_A)" "\+1415555
 check "consent events: cli and import channels with actor" "$(sql "select string_agg(distinct channel||':'||kind, ',') from consent_events where org_id=$ORG_A")" "^cli:opt_in,cli:opt_out,import:opt_out$"
 check "consent actor recorded" "$(sql "select count(*) from consent_events where actor like 'cli:%'")" "^[1-9]"
 
+# --- place keys and domains (014_webhook_lean.sql) ---
+# place is written by the batch function and, for every other writer, by a trigger.
+check "every conversation's place keys are those of its row" \
+  "$(sql "select count(*) || '/' || count(*) filter (where place is distinct from
+            herald_place(org_id, our_number, herald_search_hour(last_message_at), unread)) from conversations")" "^[1-9][0-9]*/0$"
+
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_pid=
 psql "$base" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null 2>&1
 echo "$pass passed, $failed failed"

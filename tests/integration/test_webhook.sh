@@ -279,6 +279,28 @@ check "a reply links to the contact's last campaign, on both paths" \
             from conversations where contact_e164 in ('+14155550130', '+14155550131', '+14155550132')")" \
   "^\+14155550130=$cid,\+14155550131=$cid,\+14155550132=-$"
 
+
+# --- place keys and domains (014_webhook_lean.sql) ---
+# place is written by the batch function and, for every other writer, by a trigger.
+check "every conversation's place keys are those of its row" \
+  "$(sql "select count(*) || '/' || count(*) filter (where place is distinct from
+            herald_place(org_id, our_number, herald_search_hour(last_message_at), unread)) from conversations")" "^[1-9][0-9]*/0$"
+sms +14155550133 "what is the price" >/dev/null
+sms +14155550133 "the price again" >/dev/null
+check "a second batched message into a conversation keeps its place keys" \
+  "$(sql "select unread || ':' || (place = herald_place(org_id, our_number, herald_search_hour(last_message_at), unread))
+            from conversations where contact_e164 = '+14155550133'")" "^2:true$"
+sql "update conversations set last_message_at = last_message_at - interval '3 days', unread = 0 where contact_e164 = '+14155550133'" >/dev/null
+check "an UPDATE that moves the hour and reads it: the trigger makes its place again" \
+  "$(sql "select (place = herald_place(org_id, our_number, herald_search_hour(last_message_at), 0))::text || ':' ||
+                 (tsvector_to_array(place) @> array[org_id || '!unread'])::text
+            from conversations where contact_e164 = '+14155550133'")" "^true:false$"
+check "the domains refuse what the CHECKs refused" \
+  "$(for q in "update conversations set status = 'gone'" "update conversations set unread = -1" \
+              "update contacts set e164 = '+0123'" "update messages set direction = 'sideways'" \
+              "update leads set status = 'maybe'" "update contacts set region = 'usa'"; do
+       psql "$DATABASE_URL" -XAtqc "$q" 2>&1 | grep -c 'violates check constraint'; done | tr -d '\n')" "^111111$"
+
 # --- metrics ---
 m=$(curl -s "http://127.0.0.1:$PORT/metrics")
 check "/metrics: webhook counters" "$m" 'herald_webhook_sms_total\{outcome="stored"\} [1-9]'

@@ -568,6 +568,66 @@ static void apply_one(wh_req_t *r)
         wh_unavailable(r, "no database connection");
 }
 
+/* Appends s to an array literal being built in b ("{" already there). */
+static int array_add(buf_t *b, const char *s, int first)
+{
+    int rc = first ? 0 : buf_append(b, ",", 1);
+    rc |= buf_append(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc |= buf_append(b, "\\", 1);
+        rc |= buf_append(b, p, 1);
+    }
+    return rc | buf_append(b, "\"", 1);
+}
+
+/*
+ * Adds to doc what herald_inbound_apply_batch() would otherwise work out of the actions
+ * for each message (014_webhook_lean.sql): "reply", the bodies of its TwiML replies
+ * joined by spaces (their words go into the conversation's search document), and
+ * "tags", its add-tag tags without repeats, in order, as a Postgres array literal.
+ */
+static void add_batch_fields(json_t *doc, const json_t *ops)
+{
+    buf_t reply, tags;
+    size_t i, n_reply = 0, n_tags = 0;
+    const json_t *op;
+    int rc = 0;
+
+    buf_init(&reply, SIZE_MAX);
+    buf_init(&tags, SIZE_MAX);
+    rc |= buf_append(&tags, "{", 1);
+    json_array_foreach(ops, i, op) {
+        const char *kind = json_string_value(json_object_get(op, "op"));
+        const json_t *v;
+        if (!kind)
+            continue;
+        if (strcmp(kind, "twiml") == 0 && (v = json_object_get(op, "body")) && json_is_string(v)) {
+            if (n_reply++)
+                rc |= buf_append(&reply, " ", 1);
+            rc |= buf_append(&reply, json_string_value(v), json_string_length(v));
+        } else if (strcmp(kind, "add_tag") == 0 && (v = json_object_get(op, "tag")) && json_is_string(v)) {
+            int seen = 0;
+            for (size_t k = 0; k < i && !seen; k++) {
+                const json_t *o = json_array_get(ops, k);
+                const char *ok = json_string_value(json_object_get(o, "op"));
+                seen = ok && strcmp(ok, "add_tag") == 0 && json_equal(json_object_get(o, "tag"), v);
+            }
+            if (!seen)
+                rc |= array_add(&tags, json_string_value(v), n_tags++ == 0);
+        }
+    }
+    rc |= buf_append(&tags, "}", 1);
+    if (rc != 0)
+        abort(); /* unbounded buffers: only allocation failure, which xalloc aborts on first */
+    if (n_reply)
+        json_object_set_new(doc, "reply", json_stringn(buf_str(&reply), reply.len));
+    if (n_tags)
+        json_object_set_new(doc, "tags", json_string(buf_str(&tags)));
+    buf_close(&reply);
+    buf_close(&tags);
+}
+
 static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
 {
     webhook_t *wh = r->wh;
@@ -730,6 +790,7 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
                                                    d->form.step));
     else if (d->form.op == ROUTING_FORM_CLEAR)
         json_object_set_new(doc, "form", json_pack("{s:s}", "op", "clear"));
+    add_batch_fields(doc, ops);
     text = json_dumps(doc, JSON_COMPACT);
     json_incref(ops);
     json_decref(doc);
@@ -938,19 +999,6 @@ static void on_context(db_t *db, const PGresult *res, const char *err, void *arg
 }
 
 /* ---- batches ---- */
-
-/* Appends s to an array literal being built in b ("{" already there). */
-static int array_add(buf_t *b, const char *s, int first)
-{
-    int rc = first ? 0 : buf_append(b, ",", 1);
-    rc |= buf_append(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            rc |= buf_append(b, "\\", 1);
-        rc |= buf_append(b, p, 1);
-    }
-    return rc | buf_append(b, "\"", 1);
-}
 
 static void on_context_batch(db_t *db, const PGresult *res, const char *err, void *arg)
 {

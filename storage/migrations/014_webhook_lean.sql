@@ -110,6 +110,10 @@ CREATE TRIGGER conversations_place_update BEFORE UPDATE ON conversations FOR EAC
 --     instead of the function's own 'duplicate MessageSid in batch' error; either
 --     way the whole batch rolls back and herald applies its documents one by one
 --     (herald_inbound_apply(), which answers a repeat with the TwiML stored).
+--   * The words of a message's TwiML replies and its new tags are read from the
+--     document's "reply" and "tags", which herald works out of the actions (two
+--     subqueries per message fewer, one with a sort: 5% of the instructions for 30
+--     messages).
 --   * The result is the number of messages written. The array of ids it was (one
 --     jsonb object built per message) was never read: herald answers each request of
 --     the batch with the TwiML it made itself.
@@ -137,6 +141,15 @@ DECLARE
 $e$,
          $e$        SELECT m.org, m.conv, m.dir, m.body, m.sid, m.media, m.status, m.twiml FROM m ORDER BY m.i, m.k
 $e$],
+        [$e$               e.d->>'body' || COALESCE(' ' || (SELECT string_agg(a.a->>'body', ' ')
+                                                  FROM jsonb_array_elements(e.d->'actions') a(a)
+                                                 WHERE a.a->>'op' = 'twiml'), '') AS text,
+               COALESCE((SELECT array_agg(g.tag ORDER BY g.k)
+                           FROM (SELECT a.a->>'tag' AS tag, min(a.k) AS k
+                                   FROM jsonb_array_elements(e.d->'actions') WITH ORDINALITY a(a, k)
+                                  WHERE a.a->>'op' = 'add_tag' GROUP BY 1) g), '{}') AS tags$e$,
+         $e$               e.d->>'body' || COALESCE(' ' || (e.d->>'reply'), '') AS text,
+               COALESCE((e.d->>'tags')::text[], '{}') AS tags$e$],
         [$e$           jsonb_agg(jsonb_build_object('message_id', xi.id, 'conversation_id', xi.conv, 'contact_id', NULL,
                                         'events', '[]'::jsonb) ORDER BY xi.i),$e$,
          $e$           to_jsonb(count(*)),$e$]];

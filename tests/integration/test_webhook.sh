@@ -163,6 +163,9 @@ doc=$(cat <<JSON
  {"name": "flow", "when": {"keywords": ["FLOW"]}, "actions": [{"type": "go-to-flow", "flow": "onboarding", "endpoint": "http://127.0.0.1:$RPORT/flow"}]},
  {"name": "ai", "when": {"keywords": ["AI"]}, "actions": [{"type": "ai-assistant", "endpoint": "http://127.0.0.1:$RPORT/ai"}]},
  {"name": "aislow", "when": {"keywords": ["AISLOW"]}, "actions": [{"type": "ai-assistant", "endpoint": "http://127.0.0.1:$RPORT/slow", "timeout_ms": 500}]},
+ {"name": "tags2", "when": {"keywords": ["TAGS"]},
+  "actions": [{"type": "add-tag", "tag": "b"}, {"type": "add-tag", "tag": "a \\"q\\" {x}"}, {"type": "add-tag", "tag": "b"},
+              {"type": "auto-reply", "body": "zebrafinch"}, {"type": "auto-reply", "body": "okapi"}]},
  {"name": "rest", "when": {"any": true}, "actions": [{"type": "create-lead"}, {"type": "forward-sms", "to": "+14155550199"}]}
 ]}
 JSON
@@ -300,6 +303,16 @@ check "the domains refuse what the CHECKs refused" \
               "update contacts set e164 = '+0123'" "update messages set direction = 'sideways'" \
               "update leads set status = 'maybe'" "update contacts set region = 'usa'"; do
        psql "$DATABASE_URL" -XAtqc "$q" 2>&1 | grep -c 'violates check constraint'; done | tr -d '\n')" "^111111$"
+
+# The batch function takes a message's new tags and reply words from the document
+# herald writes ("tags", "reply"): repeats dropped, order and quoting kept.
+sms +14155550134 "tags" >/dev/null
+check "batched add-tags: repeats dropped, order and quoting kept, on contact and conversation" \
+  "$(sql "select c.tags::text || ' ' || v.tags::text from contacts c join conversations v on v.contact_id = c.id
+            where c.e164 = '+14155550134'")" '^\{b,"a \\"q\\" \{x\}"\} \{b,"a \\"q\\" \{x\}"\}$'
+check "batched replies: the words of every TwiML reply are in the document" \
+  "$(found +14155550134 zebrafinch)/$(found +14155550134 okapi)/$(sql "select count(*) from messages m
+            join conversations v on v.id = m.conversation_id where v.contact_e164 = '+14155550134' and m.status = 'twiml'")" "^t/t/2$"
 
 # --- metrics ---
 m=$(curl -s "http://127.0.0.1:$PORT/metrics")

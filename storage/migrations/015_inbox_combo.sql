@@ -146,7 +146,7 @@ BEGIN
         SELECT c.last_message_at INTO newest
           FROM conversations c WHERE c.org_id = org ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1;
     END IF;
-    -- Two stages: 2 * lim rows, then, if their matches say the page fills within 12 * lim
+    -- Two stages: 2 * lim rows, then, if their matches say the page fills within 20 * lim
     -- rows, as many more as that takes (half as many again). The filter is tested as the
     -- plain definition tests it.
     FOR stage IN 1..2 LOOP
@@ -204,7 +204,7 @@ BEGIN
         IF NOT FOUND THEN
             RETURN;  -- the walk read every row of the column before the cursor
         END IF;
-        EXIT WHEN stage = 2 OR n = 0 OR need::float8 * walk / n > 12 * lim;
+        EXIT WHEN stage = 2 OR n = 0 OR need::float8 * walk / n > 20 * lim;
         walk := ceil(1.5 * need * walk / n)::int;
     END LOOP;
     IF need = 0 THEN

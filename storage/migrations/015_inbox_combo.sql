@@ -14,15 +14,20 @@
 --
 -- Now such a page first walks the B-tree (org_id, <column>, last_message_at DESC, id
 -- DESC) of its plain column - unread's if given, else the number's, else the status's -
--- newest first from the cursor, at most 8 x limit rows, and tests the rest of the filter
--- on each row as the plain definition does (status, number and unread are columns, the
--- tag is in the tags array; words are tested on the document). A common combination
--- fills its page there, from a few hundred rows (about 1 us each). Otherwise:
+-- newest first from the cursor, and tests the rest of the filter on each row as the
+-- plain definition does (status, number and unread are columns, the tag is in the tags
+-- array; words are tested on the document): 2 x limit rows, then, if their matches say
+-- the page fills within 20 x limit rows, as many more as that takes and half as many
+-- again. A common combination fills its page there, from a few hundred rows (1-3 us
+-- each). Otherwise:
 --   - if the walk ran out of rows, the page is complete;
 --   - else the rest is read by 013's spans, from where the walk stopped, the walk
 --     counting as the first span: its hours and its matches give the next span's
---     length. A rare combination so takes one or two GIN scans instead of three or
---     four, and a very rare one goes straight to the last span (no window keys).
+--     length, sized for four times the rows still needed (at most 64 times the hours
+--     covered; the last span, without window keys, once the rest should hold no more
+--     than 16 times them). The GIN scan's cost is mostly its large keys, whatever the
+--     span, and a second scan costs more than a few more rows read from a longer one.
+--     A rare combination so takes one GIN scan, sometimes two, instead of three or four.
 --
 -- No new column, key or index: writes cost what they cost after 013.
 
@@ -35,7 +40,7 @@ CREATE FUNCTION herald_inbox_page_keyed(org bigint, fq tsquery, pq tsquery, long
                                         seen_hours float8 DEFAULT 0, seen_found bigint DEFAULT 0)
 RETURNS TABLE (row_tid tid, id bigint, last_message_at timestamptz)
 LANGUAGE plpgsql STABLE ROWS 50
-SET enable_seqscan = off SET enable_bitmapscan = on SET enable_sort = on  -- (whoever calls it)
+SET enable_seqscan = off SET enable_bitmapscan = on SET enable_sort = on  -- whatever the caller set
 SET plan_cache_mode = force_generic_plan SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE
     cur_ts timestamptz := 'infinity';  -- rows before (cur_ts, cur_id) are still to be read

@@ -29,15 +29,21 @@
 --     span, and a second scan costs more than a few more rows read from a longer one.
 --     A rare combination so takes one GIN scan, sometimes two, instead of three or four.
 --
+-- A combination without those columns (a tag with words, two words or more) still
+-- reads spans only, but its first span holds the hours of the next 8 x limit
+-- conversations of the org, not 2 x limit: each of its scans pays for each of its
+-- large keys, and it matches fewer of them than one filter.
+--
 -- No new column, key or index: writes cost what they cost after 013.
 
 -- 013's span reader (same arguments, same rows), with the first span given: seen_hours
--- hours before the cursor were already read and held seen_found matches. With
--- seen_hours 0 it is 013's herald_inbox_page_keyed().
+-- hours before the cursor were already read and held seen_found matches; or, with
+-- seen_hours 0, the first span the hours of the next first * lim conversations. With
+-- seen_hours 0 and first 2 it is 013's herald_inbox_page_keyed().
 DROP FUNCTION herald_inbox_page_keyed(bigint, tsquery, tsquery, text, bigint, bigint, int);
 CREATE FUNCTION herald_inbox_page_keyed(org bigint, fq tsquery, pq tsquery, long_tag text,
                                         after_key bigint, after_id bigint, lim int,
-                                        seen_hours float8 DEFAULT 0, seen_found bigint DEFAULT 0)
+                                        seen_hours float8 DEFAULT 0, seen_found bigint DEFAULT 0, first int DEFAULT 2)
 RETURNS TABLE (row_tid tid, id bigint, last_message_at timestamptz)
 LANGUAGE plpgsql STABLE ROWS 50
 SET enable_seqscan = off SET enable_bitmapscan = on SET enable_sort = on  -- whatever the caller set
@@ -77,10 +83,10 @@ BEGIN
         ahead := 4;
         grow := 64;
     ELSE
-        -- The first span: the hours of the next 2 * lim conversations of the org.
+        -- The first span: the hours of the next first * lim conversations of the org.
         SELECT c.last_message_at INTO edge
           FROM conversations c WHERE c.org_id = org AND (c.last_message_at, c.id) < (cur_ts, cur_id)
-         ORDER BY c.last_message_at DESC, c.id DESC OFFSET 2 * lim LIMIT 1;
+         ORDER BY c.last_message_at DESC, c.id DESC OFFSET first * lim LIMIT 1;
         span := CASE WHEN edge IS NULL THEN h - oldest + 1 ELSE h - herald_search_hour(edge) + 1 END;
     END IF;
     WHILE need > 0 AND h >= oldest LOOP
@@ -264,7 +270,8 @@ BEGIN
                                                                 after_key, after_id, lim);
         ELSE
             RETURN QUERY SELECT * FROM herald_inbox_page_keyed(org, fq, pq, CASE WHEN octet_length(tag) > 48 THEN tag END,
-                                                               after_key, after_id, lim);
+                                                               after_key, after_id, lim, 0, 0,
+                                                               CASE WHEN numnode(fq) > 1 THEN 8 ELSE 2 END);
         END IF;
         RETURN;
     END IF;

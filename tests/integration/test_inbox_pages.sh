@@ -106,6 +106,25 @@ t "status, number, tag"        "'open', 'common', '+15005550002', $n, false" "^(
 t "unread, tag"                "$n, 'common', $n, $n, true"                  "^([1-9][0-9]*:true *){4}$"
 t "unread, number, q"          "$n, $n, '+15005550001', 'alpha', true"       "^([1-9][0-9]*:true *){4}$"
 t "long tag and q"             "$n, '$LONG', $n, 'alpha', false"             "^([1-9][0-9]*:true *){4}$"
+# Combinations with a status, a number or unread (migration 015): a walk of that
+# column's B-tree, which fills a common combination's page, then the spans from where it
+# stopped; a column whose rows run out ends the list.
+t "status, common tag"         "'open', 'common', $n, $n, false"             "^([1-9][0-9]*:true *){4}$"
+t "status, rare tag"           "'open', 'rare', $n, $n, false"               "^([1-9][0-9]*:true *){4}$"
+t "status, absent tag"         "'closed', 'nosuchtag', $n, $n, false"        "^(0:true *){4}$"
+t "status, common q"           "'closed', $n, $n, 'alpha', false"            "^([1-9][0-9]*:true *){4}$"
+t "status, rare q"             "'open', $n, $n, 'rare', false"               "^([1-9][0-9]*:true *){4}$"
+t "number, mid tag"            "$n, 'mid', '+15005550002', $n, false"        "^([1-9][0-9]*:true *){4}$"
+t "number, two words"          "$n, $n, '+15005550001', 'pair twin', false"  "^([1-9][0-9]*:true *){4}$"
+t "status, number, rare tag"   "'open', 'rare', '+15005550001', $n, false"   "^([1-9][0-9]*:true *){4}$"
+t "status, number, tag, q"     "'open', 'common', '+15005550001', 'mid', false" "^([1-9][0-9]*:true *){4}$"
+t "unread, mid tag"            "$n, 'mid', $n, $n, true"                     "^([1-9][0-9]*:true *){4}$"
+t "unread, status, rare q"     "'closed', $n, $n, 'rare', true"              "^([0-9]+:true *){4}$"
+t "unread, number, absent q"   "$n, $n, '+15005550002', 'nosuchword', true"  "^(0:true *){4}$"
+t "status, long tag and q"     "'open', '$LONG', $n, 'alpha', false"         "^([1-9][0-9]*:true *){4}$"
+t "number, other org's number" "$n, 'common', '+15005550003', $n, false"     "^(0:true *){4}$"
+check "a walk that reads all of its column's rows ends the list" \
+  "$(sql "select count(*) from herald_inbox_page($ORG_B, 'open', 'rare', '+15005550003', null, false, null, null, 500)")" "^200$"
 check "org B's words and tags are not org A's" \
   "$(sql "select count(*) from herald_inbox_page($ORG_A, null, 'rare', null, null, false, null, null, 500)")" "^16$"
 

@@ -4,7 +4,7 @@
 -- Counted with bench/bench_webhook_sql.sh (CPU instructions of a single-user backend
 -- under cachegrind, so the figures do not move with the machine's load), the batch
 -- function takes 41% fewer instructions for one message and 18% fewer for 30 (28% for
--- 64), and the context read 30% fewer. Where they went, found with callgrind:
+-- 64). Where they went, found with callgrind:
 --   * 013's generated column "place" was read back from its stored text at the start
 --     of every statement writing conversations (ExecInitStoredGenerated: stringToNode,
 --     then expression_planner over some 70 nodes): 12% of the backend's time for a
@@ -176,18 +176,3 @@ $$;
 -- hash costs 2-4% more than the loop.
 ALTER FUNCTION herald_inbound_apply_batch(jsonb) RESET enable_hashjoin;
 
--- 4. herald_inbound_context_batch() (005) as a SQL function, which the planner inlines
--- into herald's prepared statement: no PL/pgSQL call, no second executor for RETURN
--- QUERY and no tuplestore in between (30% fewer instructions per call, with 1 or 30
--- messages). Without 005's SET clauses (an inlined function cannot have them) the plan
--- is the planner's own: a nested loop over the batch whose lookups, each with LIMIT 1
--- and parameterized by the message, are index scans on every table of any size.
-CREATE OR REPLACE FUNCTION herald_inbound_context_batch(p_to text[], p_from text[], p_sid text[], p_account text[])
-RETURNS TABLE (idx int, org_id bigint, auth_token_enc bytea, help_text text, opt_out_text text, opt_in_text text,
-               dup_message_id bigint, dup_twiml text, form_state jsonb, contact_tags jsonb, contact_attrs jsonb,
-               suppressed boolean, rules_version int)
-LANGUAGE sql STABLE AS $$
-    SELECT i.n::int, c.*
-      FROM unnest(p_to, p_from, p_sid, p_account) WITH ORDINALITY AS i(t, f, s, a, n)
-     CROSS JOIN LATERAL herald_inbound_context(i.t, i.f, i.s, i.a) c
-$$;

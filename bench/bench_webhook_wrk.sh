@@ -19,7 +19,7 @@
 # CPU per request is printed for herald, all of Postgres and the load generator.
 # PG_LOG=FILE keeps the server's log (e.g. with PG_OPTS="-c log_min_duration_statement=15").
 # STATEMENTS=1 also loads pg_stat_statements (PG_OPTS gets the preload) and prints the
-# statements, nested ones too, by total time.
+# statements, nested ones too, by total time, with the time spent planning them.
 #   env: DRIVER=load|wrk POOL=2 STATEMENTS= LOAD_ARGS="--max --conns 128 --duration 10"
 #        DURATION=15s CONNS=64 THREADS=2 N=150000 (wrk)
 set -euo pipefail
@@ -37,7 +37,7 @@ trap cleanup EXIT
 bash "$SRC/tests/integration/pgtmp.sh" start "$dir/pg.state" >/dev/null
 pgdir=$(cut -f1 "$dir/pg.state")
 pgss=
-[ -n "${STATEMENTS:-}" ] && pgss="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+[ -n "${STATEMENTS:-}" ] && pgss="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.track_planning=on"
 if [ "${FSYNC:-on}" = on ]; then
   # pgtmp.sh starts with fsync, synchronous_commit and full_page_writes off for tests;
   # restart with the server defaults: the bench measures durable commits.
@@ -162,6 +162,7 @@ fi
 sleep 0.5
 if [ -n "${STATEMENTS:-}" ]; then
   psql "$DATABASE_URL" -XqP pager=off -c "select calls, round(total_exec_time::numeric / calls * 1000) as us_per_call,
+    round(total_plan_time::numeric / calls * 1000) as plan_us, plans,
     round(max_exec_time::numeric, 1) as max_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90) as query
     from pg_stat_statements where calls > 0 order by total_exec_time desc limit 20"
 fi

@@ -31,6 +31,7 @@
 #include "app/org_creds.h"
 #include "app/serve.h"
 #include "common/crypto.h"
+#include "common/jsonw.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "compliance/segments.h"
@@ -502,10 +503,72 @@ static void on_apply(db_t *db, const PGresult *res, const char *err, void *arg);
 static void on_context(db_t *db, const PGresult *res, const char *err, void *arg);
 static void flush(webhook_t *wh);
 
-/* Adds the reply of action a (text) to the answer or the outbox; returns why it was skipped, or NULL. */
-static const char *add_reply(wh_req_t *r, json_t *ops, buf_t *twiml, int *n_twiml, const routing_out_action_t *a)
+/* ---- the herald_inbound_apply() document, written as JSON text ---- */
+
+/*
+ * The document used to be a jansson tree dumped with json_dumps(): an allocation per
+ * value and a slow dump made building it a quarter of the webhook's CPU. It is written
+ * straight into a buffer now, member for member what that dump wrote (common/jsonw.h).
+ */
+typedef struct doc_w {
+    buf_t *b;
+    int first; /* no member yet in the object being written */
+    int rc;
+} doc_w_t;
+
+static void dw_raw(doc_w_t *w, const char *s, size_t n)
+{
+    w->rc |= buf_append(w->b, s, n);
+}
+
+static void dw_open(doc_w_t *w)
+{
+    dw_raw(w, "{", 1);
+    w->first = 1;
+}
+
+/* "key": preceded by a comma unless first (keys are literals: nothing to escape) */
+static void dw_key(doc_w_t *w, const char *key)
+{
+    if (!w->first)
+        dw_raw(w, ",", 1);
+    w->first = 0;
+    dw_raw(w, "\"", 1);
+    w->rc |= buf_puts(w->b, key);
+    dw_raw(w, "\":", 2);
+}
+
+/* A string member, like json_object_set_new(o, key, json_stringn(v, n)): none for NULL or non-UTF-8. */
+static void dw_strn(doc_w_t *w, const char *key, const char *v, size_t n)
+{
+    if (!v || !jsonw_utf8_ok(v, n))
+        return;
+    dw_key(w, key);
+    w->rc |= jsonw_string(w->b, v, n);
+}
+
+static void dw_str(doc_w_t *w, const char *key, const char *v)
+{
+    if (v)
+        dw_strn(w, key, v, strlen(v));
+}
+
+static void dw_int(doc_w_t *w, const char *key, long long v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+    dw_key(w, key);
+    dw_raw(w, tmp, (size_t)n);
+}
+
+/*
+ * Adds the reply of action a (text) to the answer, or writes its outbox op into ops;
+ * returns why it was skipped, or NULL.
+ */
+static const char *add_reply(wh_req_t *r, buf_t *ops, buf_t *twiml, int *n_twiml, const routing_out_action_t *a)
 {
     sms_info_t info;
+    doc_w_t w = {ops, 1, 0};
 
     if (!a->text || a->text_len == 0)
         return NULL;
@@ -514,15 +577,25 @@ static const char *add_reply(wh_req_t *r, json_t *ops, buf_t *twiml, int *n_twim
     if (sms_analyze(a->text, a->text_len, 0, &info) != 0 || info.over_limit)
         return "reply too long or not UTF-8";
     if (a->mode == ROUTING_REPLY_QUEUED) {
-        json_array_append_new(ops, json_pack("{s:s, s:s%, s:s, s:i, s:s, s:s}", "op", "queue", "body", a->text,
-                                             a->text_len, "to", r->from, "segments", (int)info.segments, "encoding",
-                                             sms_encoding_name(info.encoding), "source", "auto_reply"));
+        dw_open(&w);
+        dw_str(&w, "op", "queue");
+        dw_strn(&w, "body", a->text, a->text_len);
+        dw_str(&w, "to", r->from);
+        dw_int(&w, "segments", (int)info.segments);
+        dw_str(&w, "encoding", sms_encoding_name(info.encoding));
+        dw_str(&w, "source", "auto_reply");
+        dw_raw(&w, "}", 1);
     } else {
         if (twiml_message(twiml, a->text, a->text_len) != 0)
             return "answer too long";
         (*n_twiml)++;
-        json_array_append_new(ops, json_pack("{s:s, s:s%}", "op", "twiml", "body", a->text, a->text_len));
+        dw_open(&w);
+        dw_str(&w, "op", "twiml");
+        dw_strn(&w, "body", a->text, a->text_len);
+        dw_raw(&w, "}", 1);
     }
+    if (w.rc != 0)
+        abort(); /* the buffer has no limit */
     return NULL;
 }
 
@@ -536,26 +609,11 @@ static void queue_push(wh_req_t **head, wh_req_t **tail, wh_req_t *r)
     *tail = r;
 }
 
-/* Whether herald_inbound_apply_batch() can write these ops (see 005_inbox_perf.sql). */
-static int batchable(const json_t *ops)
+/* Whether herald_inbound_apply_batch() can write an op (see 005_inbox_perf.sql). */
+static int batchable_op(const char *name)
 {
-    static const char *const fast_ops[] = {"none", "twiml", "add_tag", "create_lead"};
-    size_t i;
-    json_t *op;
-
-    json_array_foreach(ops, i, op)
-    {
-        const char *name = json_string_value(json_object_get(op, "op"));
-        size_t k;
-        if (!name || json_object_get(op, "async"))
-            return 0;
-        for (k = 0; k < sizeof(fast_ops) / sizeof(fast_ops[0]); k++)
-            if (strcmp(name, fast_ops[k]) == 0)
-                break;
-        if (k == sizeof(fast_ops) / sizeof(fast_ops[0]))
-            return 0;
-    }
-    return 1;
+    return strcmp(name, "none") == 0 || strcmp(name, "twiml") == 0 || strcmp(name, "add_tag") == 0 ||
+           strcmp(name, "create_lead") == 0;
 }
 
 /* Writes r's document alone, in its own transaction. */
@@ -578,10 +636,9 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     json_t *tagsj = r->contact_tags ? json_loads(r->contact_tags, 0, NULL) : NULL;
     json_t *attrsj = r->contact_attrs ? json_loads(r->contact_attrs, 0, NULL) : NULL;
     json_t *formj = r->form_state ? json_loads(r->form_state, 0, NULL) : NULL;
-    json_t *doc, *ops = json_array();
-    buf_t twiml;
-    int n_twiml = 0, fast;
-    char *text;
+    buf_t twiml, text, reply;
+    doc_w_t w;
+    int n_twiml = 0, fast = 1, first_op = 1;
 
     in.body = buf_str(&r->body);
     in.body_len = r->body.len;
@@ -621,20 +678,28 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     if (d->flags & (ROUTING_F_LIMIT_HIT | ROUTING_F_BUDGET))
         log_warn("webhook %s: a rule's regex hit its match limit (counted as no match)", r->sid);
 
+    /*
+     * The actions are written into text as they are decided; the rest of the document
+     * (which needs the finished TwiML) is written around them at the end. Each action
+     * is one op {"op", "action", "rule", "detail": {routing_action_write_json(),
+     * "status", "reply_skipped"}, ...its own members..., "async"}, followed by the op
+     * of its reply if it has one.
+     */
+    buf_init(&text, SIZE_MAX);
+    buf_init(&reply, SIZE_MAX);
+    w.b = &text;
+    w.rc = 0;
     for (size_t i = 0; i < d->n_actions; i++) {
         const routing_out_action_t *a = &d->actions[i];
         const routing_action_t *spec = a->spec;
-        json_t *detail = routing_action_to_json(a);
-        json_t *op = json_pack("{s:s, s:s, s:s?, s:o}", "op", "none", "action", routing_action_name(a->type), "rule",
-                               a->rule_name, "detail", detail);
-        const char *skipped = NULL, *copy;
-        size_t copy_len;
-        int send_reply = 1;
+        const char *op = "none", *skipped = NULL, *why = NULL, *status = NULL, *copy = NULL;
+        size_t copy_len = 0;
+        int send_reply = 1, forward_ok = 0, async = 0;
+        sms_info_t finfo = {0};
 
         switch (a->type) {
         case ROUTING_ACT_OPT_OUT:
-            json_object_set_new(op, "op", json_string("opt_out"));
-            json_object_set_new(op, "keyword", json_string(a->keyword ? a->keyword : ""));
+            op = "opt_out";
             /* One confirmation: a contact who is already opted out is not messaged again. */
             if (r->suppressed) {
                 send_reply = 0;
@@ -642,23 +707,19 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             }
             break;
         case ROUTING_ACT_OPT_IN:
-            json_object_set_new(op, "op", json_string("opt_in"));
-            json_object_set_new(op, "keyword", json_string(a->keyword ? a->keyword : ""));
+            op = "opt_in";
             break;
         case ROUTING_ACT_ADD_TAG:
+            op = "add_tag";
+            break;
         case ROUTING_ACT_REMOVE_TAG:
-            json_object_set_new(op, "op", json_string(a->type == ROUTING_ACT_ADD_TAG ? "add_tag" : "remove_tag"));
-            json_object_set_new(op, "tag", json_string(spec ? spec->u.tag.tag : ""));
+            op = "remove_tag";
             break;
         case ROUTING_ACT_CREATE_LEAD:
-            json_object_set_new(op, "op", json_string("create_lead"));
-            json_object_set_new(op, "source", json_string(spec && spec->u.lead.source ? spec->u.lead.source
-                                                                                      : (a->rule_name ? a->rule_name : "sms")));
+            op = "create_lead";
             break;
         case ROUTING_ACT_FORM_ANSWER:
-            json_object_set_new(op, "op", json_string("form_answer"));
-            json_object_set_new(op, "field", json_string(a->field ? a->field : ""));
-            json_object_set_new(op, "value", json_stringn(a->value ? a->value : "", a->value ? a->value_len : 0));
+            op = "form_answer";
             break;
         case ROUTING_ACT_FORWARD_SMS:
             send_reply = 0;
@@ -666,14 +727,9 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             copy = a->value ? a->value : a->text;
             copy_len = a->value ? a->value_len : a->text_len;
             if (spec && copy) {
-                sms_info_t info;
-                if (sms_analyze(copy, copy_len, 0, &info) == 0 && !info.over_limit) {
-                    json_object_set_new(op, "op", json_string("queue"));
-                    json_object_set_new(op, "to", json_string(spec->u.forward.to));
-                    json_object_set_new(op, "body", json_stringn(copy, copy_len));
-                    json_object_set_new(op, "segments", json_integer(info.segments));
-                    json_object_set_new(op, "encoding", json_string(sms_encoding_name(info.encoding)));
-                    json_object_set_new(op, "source", json_string("forward"));
+                if (sms_analyze(copy, copy_len, 0, &finfo) == 0 && !finfo.over_limit) {
+                    op = "queue";
+                    forward_ok = 1;
                 } else {
                     skipped = "copy too long";
                 }
@@ -698,50 +754,142 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
                 if (spec->u.automation.secret)
                     json_object_set_new(spec_j, "secret", json_string(spec->u.automation.secret));
             }
-            json_object_set_new(op, "async", json_true());
-            json_object_set_new(json_object_get(op, "detail"), "status",
-                                json_string(json_object_get(spec_j, "url") ? "pending" : "recorded"));
+            async = 1;
+            status = json_object_get(spec_j, "url") ? "pending" : "recorded";
             json_array_append_new(r->async, spec_j);
             break;
         }
         default:
             break;
         }
-        if (skipped)
-            json_object_set_new(json_object_get(op, "detail"), "reply_skipped", json_string(skipped));
-        json_array_append_new(ops, op);
-        if (send_reply) {
-            const char *why = add_reply(r, ops, &twiml, &n_twiml, a);
-            if (why)
-                json_object_set_new(json_object_get(op, "detail"), "reply_skipped", json_string(why));
+        /* The reply first (its op follows this one; a reason it was skipped goes in this one's detail). */
+        buf_reset(&reply);
+        if (send_reply)
+            why = add_reply(r, &reply, &twiml, &n_twiml, a);
+        if (why)
+            skipped = why;
+
+        if (!first_op)
+            dw_raw(&w, ",", 1);
+        first_op = 0;
+        dw_open(&w);
+        dw_str(&w, "op", op);
+        dw_str(&w, "action", routing_action_name(a->type));
+        if (a->rule_name) {
+            dw_str(&w, "rule", a->rule_name);
+        } else {
+            dw_key(&w, "rule"); /* json_pack's "s?": null */
+            dw_raw(&w, "null", 4);
+        }
+        dw_key(&w, "detail");
+        dw_raw(&w, "{", 1);
+        w.rc |= routing_action_write_json(&text, a);
+        w.first = 0;
+        dw_str(&w, "status", status);
+        dw_str(&w, "reply_skipped", skipped);
+        dw_raw(&w, "}", 1);
+        switch (a->type) {
+        case ROUTING_ACT_OPT_OUT:
+        case ROUTING_ACT_OPT_IN:
+            dw_str(&w, "keyword", a->keyword ? a->keyword : "");
+            break;
+        case ROUTING_ACT_ADD_TAG:
+        case ROUTING_ACT_REMOVE_TAG:
+            dw_str(&w, "tag", spec ? spec->u.tag.tag : "");
+            break;
+        case ROUTING_ACT_CREATE_LEAD:
+            dw_str(&w, "source", spec && spec->u.lead.source ? spec->u.lead.source
+                                                              : (a->rule_name ? a->rule_name : "sms"));
+            break;
+        case ROUTING_ACT_FORM_ANSWER:
+            dw_str(&w, "field", a->field ? a->field : "");
+            dw_strn(&w, "value", a->value ? a->value : "", a->value ? a->value_len : 0);
+            break;
+        case ROUTING_ACT_FORWARD_SMS:
+            if (forward_ok) {
+                dw_str(&w, "to", spec->u.forward.to);
+                dw_strn(&w, "body", copy, copy_len);
+                dw_int(&w, "segments", finfo.segments);
+                dw_str(&w, "encoding", sms_encoding_name(finfo.encoding));
+                dw_str(&w, "source", "forward");
+            }
+            break;
+        default:
+            break;
+        }
+        if (async) {
+            dw_key(&w, "async");
+            dw_raw(&w, "true", 4);
+        }
+        dw_raw(&w, "}", 1);
+        fast = fast && !async && batchable_op(op);
+        if (reply.len) {
+            dw_raw(&w, ",", 1);
+            dw_raw(&w, reply.data, reply.len);
+            /* A reply op is "queue" or "twiml": only the latter is batchable. */
+            fast = fast && a->mode != ROUTING_REPLY_QUEUED;
         }
     }
+    buf_close(&reply);
 
     if (twiml_end(&twiml) != 0)
         abort();
     r->twiml = xstrdup(n_twiml ? buf_str(&twiml) : twiml_empty());
     buf_close(&twiml);
 
-    doc = json_pack("{s:I, s:s, s:s, s:s, s:s%, s:O, s:s, s:o}", "org_id", (json_int_t)r->org_id, "to", r->to, "from",
-                    r->from, "sid", r->sid, "body", buf_str(&r->body), r->body.len, "media", r->media, "twiml",
-                    r->twiml, "actions", ops);
-    if (d->form.op == ROUTING_FORM_SET)
-        json_object_set_new(doc, "form", json_pack("{s:s, s:s, s:i}", "op", "set", "form", d->form.form, "step",
-                                                   d->form.step));
-    else if (d->form.op == ROUTING_FORM_CLEAR)
-        json_object_set_new(doc, "form", json_pack("{s:s}", "op", "clear"));
-    text = json_dumps(doc, JSON_COMPACT);
-    json_incref(ops);
-    json_decref(doc);
+    /* The document: its head, the actions written above, then the form change. */
+    {
+        buf_t doc;
+        char *media = json_array_size(r->media) ? json_dumps(r->media, JSON_COMPACT) : NULL;
+
+        buf_init(&doc, SIZE_MAX);
+        w.b = &doc;
+        dw_open(&w);
+        dw_int(&w, "org_id", r->org_id);
+        dw_str(&w, "to", r->to);
+        dw_str(&w, "from", r->from);
+        dw_str(&w, "sid", r->sid);
+        dw_strn(&w, "body", buf_str(&r->body), r->body.len);
+        dw_key(&w, "media");
+        w.rc |= buf_puts(&doc, media ? media : "[]");
+        dw_str(&w, "twiml", r->twiml);
+        dw_key(&w, "actions");
+        dw_raw(&w, "[", 1);
+        dw_raw(&w, buf_str(&text), text.len);
+        dw_raw(&w, "]", 1);
+        if (d->form.op == ROUTING_FORM_SET && d->form.form && jsonw_utf8_ok(d->form.form, strlen(d->form.form))) {
+            dw_key(&w, "form");
+            dw_open(&w);
+            dw_str(&w, "op", "set");
+            dw_str(&w, "form", d->form.form);
+            dw_int(&w, "step", d->form.step);
+            dw_raw(&w, "}", 1);
+        } else if (d->form.op == ROUTING_FORM_CLEAR) {
+            dw_key(&w, "form");
+            dw_raw(&w, "{\"op\":\"clear\"}", 14);
+        }
+        dw_raw(&w, "}", 1);
+        free(media);
+        buf_close(&text);
+        if (w.rc != 0 || !jsonw_utf8_ok(r->sid, strlen(r->sid))) {
+            /* Only a MessageSid that is not UTF-8 gets here (the database refuses it first). */
+            buf_close(&doc);
+            json_decref(tagsj);
+            json_decref(attrsj);
+            json_decref(formj);
+            rules_unref(rs);
+            wh_unavailable(r, "document not written (MessageSid not UTF-8?)");
+            return;
+        }
+        r->doc = buf_take(&doc, NULL);
+    }
     json_decref(tagsj);
     json_decref(attrsj);
     json_decref(formj);
     rules_unref(rs);
 
     wh_set_state(r, WH_APPLY);
-    r->doc = text;
-    fast = d->form.op == ROUTING_FORM_KEEP && batchable(ops);
-    json_decref(ops);
+    fast = fast && d->form.op == ROUTING_FORM_KEEP;
     if (fast) {
         queue_push(&wh->app_head, &wh->app_tail, r);
         return;

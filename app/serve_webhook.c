@@ -101,9 +101,10 @@ typedef struct wh_req {
     wh_state_t state;
     uint64_t t0;
     const http_form_t *form; /* request arena; the signature check needs every field */
+    const char *signature;   /* X-Twilio-Signature (request memory) */
     const char *to, *from, *sid, *account;
     buf_t body;  /* the Body, invalid UTF-8 replaced */
-    json_t *media; /* [{"url","content_type"}] */
+    json_t *media; /* [{"url","content_type"}], NULL for none */
     /* From the context row (copied). */
     int64_t org_id;
     char *help_text, *opt_out_text, *opt_in_text;
@@ -111,7 +112,7 @@ typedef struct wh_req {
     int suppressed;
     int rules_version; /* -1: no active set */
     char *twiml;       /* the answer being given */
-    json_t *async;     /* async actions, in order: [{"type", ...}] */
+    json_t *async;     /* async actions, in order: [{"type", ...}]; NULL for none */
     char *doc;         /* the herald_inbound_apply() document */
     struct wh_req *qnext; /* in a batching queue */
 } wh_req_t;
@@ -682,7 +683,6 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     buf_init(&twiml, WH_TWIML_MAX);
     if (twiml_begin(&twiml) != 0)
         abort();
-    r->async = json_array();
     if (routing_evaluate(rs, &in, d) != 0) {
         d->n_actions = 0;
         d->form.op = ROUTING_FORM_KEEP;
@@ -768,6 +768,8 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             }
             async = 1;
             status = json_object_get(spec_j, "url") ? "pending" : "recorded";
+            if (!r->async)
+                r->async = json_array();
             json_array_append_new(r->async, spec_j);
             break;
         }
@@ -1003,7 +1005,7 @@ static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult 
 {
     webhook_t *wh = r->wh;
     const serve_config_t *cfg = &wh->ctx->cfg;
-    const char *sig = http_request_header(r->req, "X-Twilio-Signature");
+    const char *sig = r->signature;
     char token[256];
     char url[4096];
     twilio_param_t *params;
@@ -1326,7 +1328,7 @@ static void on_sms(http_request_t *req, void *arg)
     http_form_limits_t lim = {WH_MAX_FIELDS, WH_MAX_FIELD_LEN, 1u << 20};
     http_form_t *form = http_arena_alloc(req->arena, sizeof(*form));
     http_form_error_t ferr;
-    const char *body, *nmedia;
+    const char *body, *nmedia, *sig;
     wh_req_t *r;
     int rc;
 
@@ -1337,11 +1339,13 @@ static void on_sms(http_request_t *req, void *arg)
         bad_request(wh, req, why);
         return;
     }
-    if (!wh->ctx->cfg.webhook_insecure && !http_request_header(req, "X-Twilio-Signature")) {
+    sig = http_request_header(req, "X-Twilio-Signature");
+    if (!wh->ctx->cfg.webhook_insecure && !sig) {
         bad_request(wh, req, "missing X-Twilio-Signature\n");
         return;
     }
     r = xcalloc(1, sizeof(*r));
+    r->signature = sig;
     r->wh = wh;
     r->req = req;
     r->t0 = uv_hrtime();
@@ -1362,7 +1366,6 @@ static void on_sms(http_request_t *req, void *arg)
     buf_init(&r->body, 3 * WH_MAX_FIELD_LEN + 16);
     if (body && twiml_utf8_clean(&r->body, body, strlen(body)) != 0)
         abort();
-    r->media = json_array();
     nmedia = http_form_get(form, "NumMedia");
     for (int i = 0; nmedia && i < WH_MAX_MEDIA && i < atoi(nmedia); i++) {
         char n1[32], n2[32];
@@ -1371,6 +1374,8 @@ static void on_sms(http_request_t *req, void *arg)
         snprintf(n2, sizeof(n2), "MediaContentType%d", i);
         url = http_form_get(form, n1);
         ct = http_form_get(form, n2);
+        if (url && !r->media)
+            r->media = json_array();
         if (url)
             json_array_append_new(r->media, json_pack("{s:s, s:s?}", "url", url, "content_type", ct));
     }

@@ -57,6 +57,7 @@
 #define JOB_MAX_PENDING 10000
 #define WH_BATCH_MAX 64 /* requests per batched statement */
 #define WH_TOKEN_CACHE 16 /* orgs whose opened auth token is kept */
+#define WH_SCRATCH_KEEP (256 * 1024) /* a scratch buffer larger than this is freed after use */
 
 typedef enum wh_state {
     WH_CONTEXT,
@@ -93,6 +94,11 @@ typedef struct webhook {
         char token[256];
     } tokens[WH_TOKEN_CACHE];
     size_t token_next;
+    /*
+     * Scratch buffers lent to one document or batch at a time (scratch_take/give), so
+     * that writing them does not grow a fresh allocation step by step every time.
+     */
+    buf_t s_twiml, s_text, s_reply, s_doc, s_arr[4], s_batch;
 } webhook_t;
 
 typedef struct wh_req {
@@ -114,6 +120,7 @@ typedef struct wh_req {
     char *twiml;       /* the answer being given */
     json_t *async;     /* async actions, in order: [{"type", ...}]; NULL for none */
     char *doc;         /* the herald_inbound_apply() document */
+    size_t doc_len;
     struct wh_req *qnext; /* in a batching queue */
 } wh_req_t;
 
@@ -130,6 +137,24 @@ static void wh_set_state(wh_req_t *r, wh_state_t to)
 {
     log_debug("webhook %s: %s -> %s", r->sid ? r->sid : "?", wh_state_names[r->state], wh_state_names[to]);
     r->state = to;
+}
+
+/* Lends a scratch buffer (empty, with its limit); give it back with scratch_give(). */
+static buf_t scratch_take(buf_t *s)
+{
+    buf_t b = *s;
+    buf_init(s, b.limit);
+    return b;
+}
+
+static void scratch_give(buf_t *s, buf_t *b)
+{
+    if (b->cap > WH_SCRATCH_KEEP)
+        buf_close(b);
+    else
+        buf_reset(b);
+    buf_close(s);
+    *s = *b;
 }
 
 static const char ctx_sql[] = "SELECT org_id, auth_token_enc, help_text, opt_out_text, opt_in_text, dup_message_id,"
@@ -557,7 +582,7 @@ static void dw_strn(doc_w_t *w, const char *key, const char *v, size_t n)
     if (!v || !jsonw_utf8_ok(v, n))
         return;
     dw_key(w, key);
-    w->rc |= jsonw_string(w->b, v, n);
+    w->rc |= jsonw_string_utf8(w->b, v, n);
 }
 
 static void dw_str(doc_w_t *w, const char *key, const char *v)
@@ -568,10 +593,8 @@ static void dw_str(doc_w_t *w, const char *key, const char *v)
 
 static void dw_int(doc_w_t *w, const char *key, long long v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
     dw_key(w, key);
-    dw_raw(w, tmp, (size_t)n);
+    w->rc |= jsonw_int(w->b, v);
 }
 
 /*
@@ -680,7 +703,7 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     in.opt_in_text = r->opt_in_text;
     in.help_text = r->help_text;
 
-    buf_init(&twiml, WH_TWIML_MAX);
+    twiml = scratch_take(&wh->s_twiml);
     if (twiml_begin(&twiml) != 0)
         abort();
     if (routing_evaluate(rs, &in, d) != 0) {
@@ -697,8 +720,8 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
      * "status", "reply_skipped"}, ...its own members..., "async"}, followed by the op
      * of its reply if it has one.
      */
-    buf_init(&text, SIZE_MAX);
-    buf_init(&reply, SIZE_MAX);
+    text = scratch_take(&wh->s_text);
+    reply = scratch_take(&wh->s_reply);
     w.b = &text;
     w.rc = 0;
     for (size_t i = 0; i < d->n_actions; i++) {
@@ -844,19 +867,19 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             fast = fast && a->mode != ROUTING_REPLY_QUEUED;
         }
     }
-    buf_close(&reply);
+    scratch_give(&wh->s_reply, &reply);
 
     if (twiml_end(&twiml) != 0)
         abort();
     r->twiml = xstrdup(n_twiml ? buf_str(&twiml) : twiml_empty());
-    buf_close(&twiml);
+    scratch_give(&wh->s_twiml, &twiml);
 
     /* The document: its head, the actions written above, then the form change. */
     {
         buf_t doc;
         char *media = json_array_size(r->media) ? json_dumps(r->media, JSON_COMPACT) : NULL;
 
-        buf_init(&doc, SIZE_MAX);
+        doc = scratch_take(&wh->s_doc);
         w.b = &doc;
         dw_open(&w);
         dw_int(&w, "org_id", r->org_id);
@@ -884,10 +907,10 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
         }
         dw_raw(&w, "}", 1);
         free(media);
-        buf_close(&text);
+        scratch_give(&wh->s_text, &text);
         if (w.rc != 0 || !jsonw_utf8_ok(r->sid, strlen(r->sid))) {
             /* Only a MessageSid that is not UTF-8 gets here (the database refuses it first). */
-            buf_close(&doc);
+            scratch_give(&wh->s_doc, &doc);
             json_decref(tagsj);
             json_decref(attrsj);
             json_decref(formj);
@@ -895,7 +918,10 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             wh_unavailable(r, "document not written (MessageSid not UTF-8?)");
             return;
         }
-        r->doc = buf_take(&doc, NULL);
+        r->doc = xmalloc(doc.len + 1);
+        memcpy(r->doc, doc.data, doc.len + 1);
+        r->doc_len = doc.len;
+        scratch_give(&wh->s_doc, &doc);
     }
     json_decref(tagsj);
     json_decref(attrsj);
@@ -1182,7 +1208,7 @@ static void flush_context(webhook_t *wh, size_t limit)
 
         b->wh = wh;
         for (int k = 0; k < 4; k++) {
-            buf_init(&a[k], 64u * 1024 * WH_BATCH_MAX);
+            a[k] = scratch_take(&wh->s_arr[k]);
             rc |= buf_append(&a[k], "{", 1);
         }
         while (wh->ctx_head && b->n < WH_BATCH_MAX) {
@@ -1212,7 +1238,7 @@ static void flush_context(webhook_t *wh, size_t limit)
             wh->ctx_inflight++;
         }
         for (int k = 0; k < 4; k++)
-            buf_close(&a[k]);
+            scratch_give(&wh->s_arr[k], &a[k]);
     }
 }
 
@@ -1268,12 +1294,12 @@ static void flush_apply(webhook_t *wh, size_t limit)
         /* Alone too: since 010_webhook_perf.sql the batch function writes one document
          * with fewer statements and row versions than herald_inbound_apply(), which
          * stays for the documents it cannot take and for the retries. */
-        buf_init(&text, SIZE_MAX);
+        text = scratch_take(&wh->s_batch);
         rc |= buf_append(&text, "[", 1);
         for (size_t i = 0; i < b->n; i++) {
             if (i)
                 rc |= buf_append(&text, ",", 1);
-            rc |= buf_puts(&text, b->reqs[i]->doc);
+            rc |= buf_append(&text, b->reqs[i]->doc, b->reqs[i]->doc_len);
         }
         rc |= buf_append(&text, "]", 1);
         if (rc != 0)
@@ -1288,7 +1314,7 @@ static void flush_apply(webhook_t *wh, size_t limit)
         } else {
             wh->app_inflight++;
         }
-        buf_close(&text);
+        scratch_give(&wh->s_batch, &text);
     }
 }
 
@@ -1392,6 +1418,13 @@ int serve_webhook_attach(serve_ctx_t *ctx)
 
     wh->ctx = ctx;
     wh->registry = routing_registry_new();
+    buf_init(&wh->s_twiml, WH_TWIML_MAX);
+    buf_init(&wh->s_text, SIZE_MAX);
+    buf_init(&wh->s_reply, SIZE_MAX);
+    buf_init(&wh->s_doc, SIZE_MAX);
+    for (int k = 0; k < 4; k++)
+        buf_init(&wh->s_arr[k], 64u * 1024 * WH_BATCH_MAX);
+    buf_init(&wh->s_batch, SIZE_MAX);
     routing_decision_init(&wh->decision);
     wh->m_ok = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"stored\"");
     wh->m_dup = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"duplicate\"");
@@ -1452,6 +1485,13 @@ void serve_webhook_free(serve_ctx_t *ctx)
         return;
     routing_decision_close(&wh->decision);
     routing_registry_free(wh->registry);
+    buf_close(&wh->s_twiml);
+    buf_close(&wh->s_text);
+    buf_close(&wh->s_reply);
+    buf_close(&wh->s_doc);
+    for (int k = 0; k < 4; k++)
+        buf_close(&wh->s_arr[k]);
+    buf_close(&wh->s_batch);
     for (size_t i = 0; i < WH_TOKEN_CACHE; i++) {
         free(wh->tokens[i].sealed);
         memset(wh->tokens[i].token, 0, sizeof(wh->tokens[i].token));

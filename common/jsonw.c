@@ -24,12 +24,32 @@ int jsonw_utf8_ok(const char *s, size_t n)
 
 int jsonw_string(buf_t *b, const char *s, size_t n)
 {
+    if (!jsonw_utf8_ok(s, n))
+        return JSONW_EUTF8;
+    return jsonw_string_utf8(b, s, n);
+}
+
+int jsonw_int(buf_t *b, long long v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    return buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+int jsonw_string_utf8(buf_t *b, const char *s, size_t n)
+{
     static const char hex[] = "0123456789ABCDEF";
     size_t run = 0, i;
     int rc;
 
-    if (!jsonw_utf8_ok(s, n))
-        return JSONW_EUTF8;
     rc = buf_append(b, "\"", 1);
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];

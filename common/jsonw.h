@@ -17,5 +17,9 @@
 int jsonw_utf8_ok(const char *s, size_t n);
 /* Appends s[0..n) as a quoted JSON string. Returns 0, BUF_ETOOBIG or JSONW_EUTF8. */
 __attribute__((warn_unused_result)) int jsonw_string(buf_t *b, const char *s, size_t n);
+/* The same for text the caller has checked with jsonw_utf8_ok(). Returns 0 or BUF_ETOOBIG. */
+__attribute__((warn_unused_result)) int jsonw_string_utf8(buf_t *b, const char *s, size_t n);
+/* Appends v as a JSON integer (what jansson writes for json_integer(v)). Returns 0 or BUF_ETOOBIG. */
+__attribute__((warn_unused_result)) int jsonw_int(buf_t *b, long long v);
 
 #endif

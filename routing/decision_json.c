@@ -8,7 +8,6 @@
 
 #include "common/jsonw.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static const char *source_name(routing_source_t s)
@@ -116,7 +115,7 @@ static void w_strn(jw_t *w, const char *key, const char *v, size_t n)
     if (!v || !jsonw_utf8_ok(v, n))
         return;
     w_key(w, key);
-    w->rc |= jsonw_string(w->b, v, n);
+    w->rc |= jsonw_string_utf8(w->b, v, n);
 }
 
 static void w_str(jw_t *w, const char *key, const char *v)
@@ -127,10 +126,8 @@ static void w_str(jw_t *w, const char *key, const char *v)
 
 static void w_int(jw_t *w, const char *key, long long v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
     w_key(w, key);
-    w->rc |= buf_append(w->b, tmp, (size_t)n);
+    w->rc |= jsonw_int(w->b, v);
 }
 
 static void w_true(jw_t *w, const char *key, int v)

@@ -75,6 +75,24 @@ static void test_every_byte_and_random(void **state)
     }
 }
 
+static void test_int(void **state)
+{
+    static const long long v[] = {0, 1, -1, 9, 10, -10, 123456789, 2147483647LL, -2147483648LL,
+                                  9223372036854775807LL, -9223372036854775807LL - 1};
+    (void)state;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        json_t *j = json_integer(v[i]);
+        char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        buf_t b;
+        buf_init(&b, 64);
+        assert_int_equal(jsonw_int(&b, v[i]), 0);
+        assert_string_equal(buf_str(&b), want);
+        buf_close(&b);
+        free(want);
+        json_decref(j);
+    }
+}
+
 static void test_cap(void **state)
 {
     buf_t b;
@@ -89,6 +107,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed),
         cmocka_unit_test(test_every_byte_and_random),
+        cmocka_unit_test(test_int),
         cmocka_unit_test(test_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

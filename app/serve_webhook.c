@@ -31,6 +31,7 @@
 #include "app/org_creds.h"
 #include "app/serve.h"
 #include "common/crypto.h"
+#include "common/jsonw.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "compliance/segments.h"
@@ -55,6 +56,8 @@
 #define JOB_DEFAULT_AI_TIMEOUT_MS 10000
 #define JOB_MAX_PENDING 10000
 #define WH_BATCH_MAX 64 /* requests per batched statement */
+#define WH_TOKEN_CACHE 16 /* orgs whose opened auth token is kept */
+#define WH_SCRATCH_KEEP (256 * 1024) /* a scratch buffer larger than this is freed after use */
 
 typedef enum wh_state {
     WH_CONTEXT,
@@ -80,6 +83,22 @@ typedef struct webhook {
     struct wh_req *app_head, *app_tail;
     size_t ctx_inflight, app_inflight;
     uv_check_t flush_check;
+    /*
+     * Auth tokens already opened, by their sealed text (auth_token_enc as the context
+     * row gives it): opening one (PQunescapeBytea and AES-256-GCM) was a tenth of the
+     * webhook's CPU. The same sealed text under the same master key always opens to
+     * the same token, so a changed token is simply another entry. Round-robin.
+     */
+    struct wh_token {
+        char *sealed;
+        char token[256];
+    } tokens[WH_TOKEN_CACHE];
+    size_t token_next;
+    /*
+     * Scratch buffers lent to one document or batch at a time (scratch_take/give), so
+     * that writing them does not grow a fresh allocation step by step every time.
+     */
+    buf_t s_twiml, s_text, s_reply, s_doc, s_arr[4], s_batch;
 } webhook_t;
 
 typedef struct wh_req {
@@ -88,9 +107,10 @@ typedef struct wh_req {
     wh_state_t state;
     uint64_t t0;
     const http_form_t *form; /* request arena; the signature check needs every field */
+    const char *signature;   /* X-Twilio-Signature (request memory) */
     const char *to, *from, *sid, *account;
     buf_t body;  /* the Body, invalid UTF-8 replaced */
-    json_t *media; /* [{"url","content_type"}] */
+    json_t *media; /* [{"url","content_type"}], NULL for none */
     /* From the context row (copied). */
     int64_t org_id;
     char *help_text, *opt_out_text, *opt_in_text;
@@ -98,8 +118,9 @@ typedef struct wh_req {
     int suppressed;
     int rules_version; /* -1: no active set */
     char *twiml;       /* the answer being given */
-    json_t *async;     /* async actions, in order: [{"type", ...}] */
+    json_t *async;     /* async actions, in order: [{"type", ...}]; NULL for none */
     char *doc;         /* the herald_inbound_apply() document */
+    size_t doc_len;
     struct wh_req *qnext; /* in a batching queue */
 } wh_req_t;
 
@@ -116,6 +137,24 @@ static void wh_set_state(wh_req_t *r, wh_state_t to)
 {
     log_debug("webhook %s: %s -> %s", r->sid ? r->sid : "?", wh_state_names[r->state], wh_state_names[to]);
     r->state = to;
+}
+
+/* Lends a scratch buffer (empty, with its limit); give it back with scratch_give(). */
+static buf_t scratch_take(buf_t *s)
+{
+    buf_t b = *s;
+    buf_init(s, b.limit);
+    return b;
+}
+
+static void scratch_give(buf_t *s, buf_t *b)
+{
+    if (b->cap > WH_SCRATCH_KEEP)
+        buf_close(b);
+    else
+        buf_reset(b);
+    buf_close(s);
+    *s = *b;
 }
 
 static const char ctx_sql[] = "SELECT org_id, auth_token_enc, help_text, opt_out_text, opt_in_text, dup_message_id,"
@@ -501,11 +540,72 @@ static void job_start(webhook_t *wh, const wh_req_t *r, json_t *spec, int64_t co
 static void on_apply(db_t *db, const PGresult *res, const char *err, void *arg);
 static void on_context(db_t *db, const PGresult *res, const char *err, void *arg);
 static void flush(webhook_t *wh);
+static int array_add(buf_t *b, const char *s, int first);
 
-/* Adds the reply of action a (text) to the answer or the outbox; returns why it was skipped, or NULL. */
-static const char *add_reply(wh_req_t *r, json_t *ops, buf_t *twiml, int *n_twiml, const routing_out_action_t *a)
+/* ---- the herald_inbound_apply() document, written as JSON text ---- */
+
+/*
+ * The document used to be a jansson tree dumped with json_dumps(): an allocation per
+ * value and a slow dump made building it a quarter of the webhook's CPU. It is written
+ * straight into a buffer now, member for member what that dump wrote (common/jsonw.h).
+ */
+typedef struct doc_w {
+    buf_t *b;
+    int first; /* no member yet in the object being written */
+    int rc;
+} doc_w_t;
+
+static void dw_raw(doc_w_t *w, const char *s, size_t n)
+{
+    w->rc |= buf_append(w->b, s, n);
+}
+
+static void dw_open(doc_w_t *w)
+{
+    dw_raw(w, "{", 1);
+    w->first = 1;
+}
+
+/* "key": preceded by a comma unless first (keys are literals: nothing to escape) */
+static void dw_key(doc_w_t *w, const char *key)
+{
+    if (!w->first)
+        dw_raw(w, ",", 1);
+    w->first = 0;
+    dw_raw(w, "\"", 1);
+    w->rc |= buf_puts(w->b, key);
+    dw_raw(w, "\":", 2);
+}
+
+/* A string member, like json_object_set_new(o, key, json_stringn(v, n)): none for NULL or non-UTF-8. */
+static void dw_strn(doc_w_t *w, const char *key, const char *v, size_t n)
+{
+    if (!v || !jsonw_utf8_ok(v, n))
+        return;
+    dw_key(w, key);
+    w->rc |= jsonw_string_utf8(w->b, v, n);
+}
+
+static void dw_str(doc_w_t *w, const char *key, const char *v)
+{
+    if (v)
+        dw_strn(w, key, v, strlen(v));
+}
+
+static void dw_int(doc_w_t *w, const char *key, long long v)
+{
+    dw_key(w, key);
+    w->rc |= jsonw_int(w->b, v);
+}
+
+/*
+ * Adds the reply of action a (text) to the answer, or writes its outbox op into ops;
+ * returns why it was skipped, or NULL.
+ */
+static const char *add_reply(wh_req_t *r, buf_t *ops, buf_t *twiml, int *n_twiml, const routing_out_action_t *a)
 {
     sms_info_t info;
+    doc_w_t w = {ops, 1, 0};
 
     if (!a->text || a->text_len == 0)
         return NULL;
@@ -514,15 +614,25 @@ static const char *add_reply(wh_req_t *r, json_t *ops, buf_t *twiml, int *n_twim
     if (sms_analyze(a->text, a->text_len, 0, &info) != 0 || info.over_limit)
         return "reply too long or not UTF-8";
     if (a->mode == ROUTING_REPLY_QUEUED) {
-        json_array_append_new(ops, json_pack("{s:s, s:s%, s:s, s:i, s:s, s:s}", "op", "queue", "body", a->text,
-                                             a->text_len, "to", r->from, "segments", (int)info.segments, "encoding",
-                                             sms_encoding_name(info.encoding), "source", "auto_reply"));
+        dw_open(&w);
+        dw_str(&w, "op", "queue");
+        dw_strn(&w, "body", a->text, a->text_len);
+        dw_str(&w, "to", r->from);
+        dw_int(&w, "segments", (int)info.segments);
+        dw_str(&w, "encoding", sms_encoding_name(info.encoding));
+        dw_str(&w, "source", "auto_reply");
+        dw_raw(&w, "}", 1);
     } else {
         if (twiml_message(twiml, a->text, a->text_len) != 0)
             return "answer too long";
         (*n_twiml)++;
-        json_array_append_new(ops, json_pack("{s:s, s:s%}", "op", "twiml", "body", a->text, a->text_len));
+        dw_open(&w);
+        dw_str(&w, "op", "twiml");
+        dw_strn(&w, "body", a->text, a->text_len);
+        dw_raw(&w, "}", 1);
     }
+    if (w.rc != 0)
+        abort(); /* the buffer has no limit */
     return NULL;
 }
 
@@ -536,26 +646,11 @@ static void queue_push(wh_req_t **head, wh_req_t **tail, wh_req_t *r)
     *tail = r;
 }
 
-/* Whether herald_inbound_apply_batch() can write these ops (see 005_inbox_perf.sql). */
-static int batchable(const json_t *ops)
+/* Whether herald_inbound_apply_batch() can write an op (see 005_inbox_perf.sql). */
+static int batchable_op(const char *name)
 {
-    static const char *const fast_ops[] = {"none", "twiml", "add_tag", "create_lead"};
-    size_t i;
-    json_t *op;
-
-    json_array_foreach(ops, i, op)
-    {
-        const char *name = json_string_value(json_object_get(op, "op"));
-        size_t k;
-        if (!name || json_object_get(op, "async"))
-            return 0;
-        for (k = 0; k < sizeof(fast_ops) / sizeof(fast_ops[0]); k++)
-            if (strcmp(name, fast_ops[k]) == 0)
-                break;
-        if (k == sizeof(fast_ops) / sizeof(fast_ops[0]))
-            return 0;
-    }
-    return 1;
+    return strcmp(name, "none") == 0 || strcmp(name, "twiml") == 0 || strcmp(name, "add_tag") == 0 ||
+           strcmp(name, "create_lead") == 0;
 }
 
 /* Writes r's document alone, in its own transaction. */
@@ -568,64 +663,18 @@ static void apply_one(wh_req_t *r)
         wh_unavailable(r, "no database connection");
 }
 
-/* Appends s to an array literal being built in b ("{" already there). */
-static int array_add(buf_t *b, const char *s, int first)
+/* Whether an add-tag action before action i of d added the same tag. */
+static int tag_added_before(const routing_decision_t *d, size_t i)
 {
-    int rc = first ? 0 : buf_append(b, ",", 1);
-    rc |= buf_append(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            rc |= buf_append(b, "\\", 1);
-        rc |= buf_append(b, p, 1);
-    }
-    return rc | buf_append(b, "\"", 1);
-}
+    const routing_out_action_t *a = &d->actions[i];
+    const char *tag = a->spec ? a->spec->u.tag.tag : "";
 
-/*
- * Adds to doc what herald_inbound_apply_batch() would otherwise work out of the actions
- * for each message (014_webhook_lean.sql): "reply", the bodies of its TwiML replies
- * joined by spaces (their words go into the conversation's search document), and
- * "tags", its add-tag tags without repeats, in order, as a Postgres array literal.
- */
-static void add_batch_fields(json_t *doc, const json_t *ops)
-{
-    buf_t reply, tags;
-    size_t i, n_reply = 0, n_tags = 0;
-    const json_t *op;
-    int rc = 0;
-
-    buf_init(&reply, SIZE_MAX);
-    buf_init(&tags, SIZE_MAX);
-    rc |= buf_append(&tags, "{", 1);
-    json_array_foreach(ops, i, op) {
-        const char *kind = json_string_value(json_object_get(op, "op"));
-        const json_t *v;
-        if (!kind)
-            continue;
-        if (strcmp(kind, "twiml") == 0 && (v = json_object_get(op, "body")) && json_is_string(v)) {
-            if (n_reply++)
-                rc |= buf_append(&reply, " ", 1);
-            rc |= buf_append(&reply, json_string_value(v), json_string_length(v));
-        } else if (strcmp(kind, "add_tag") == 0 && (v = json_object_get(op, "tag")) && json_is_string(v)) {
-            int seen = 0;
-            for (size_t k = 0; k < i && !seen; k++) {
-                const json_t *o = json_array_get(ops, k);
-                const char *ok = json_string_value(json_object_get(o, "op"));
-                seen = ok && strcmp(ok, "add_tag") == 0 && json_equal(json_object_get(o, "tag"), v);
-            }
-            if (!seen)
-                rc |= array_add(&tags, json_string_value(v), n_tags++ == 0);
-        }
+    for (size_t k = 0; k < i; k++) {
+        const routing_out_action_t *b = &d->actions[k];
+        if (b->type == ROUTING_ACT_ADD_TAG && strcmp(b->spec ? b->spec->u.tag.tag : "", tag) == 0)
+            return 1;
     }
-    rc |= buf_append(&tags, "}", 1);
-    if (rc != 0)
-        abort(); /* unbounded buffers: only allocation failure, which xalloc aborts on first */
-    if (n_reply)
-        json_object_set_new(doc, "reply", json_stringn(buf_str(&reply), reply.len));
-    if (n_tags)
-        json_object_set_new(doc, "tags", json_string(buf_str(&tags)));
-    buf_close(&reply);
-    buf_close(&tags);
+    return 0;
 }
 
 static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
@@ -638,10 +687,11 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     json_t *tagsj = r->contact_tags ? json_loads(r->contact_tags, 0, NULL) : NULL;
     json_t *attrsj = r->contact_attrs ? json_loads(r->contact_attrs, 0, NULL) : NULL;
     json_t *formj = r->form_state ? json_loads(r->form_state, 0, NULL) : NULL;
-    json_t *doc, *ops = json_array();
-    buf_t twiml;
-    int n_twiml = 0, fast;
-    char *text;
+    buf_t twiml, text, reply;
+    buf_t reply_words, new_tags; /* the document's "reply" and "tags" (see below) */
+    size_t n_new_tags = 0;
+    doc_w_t w;
+    int n_twiml = 0, fast = 1, first_op = 1;
 
     in.body = buf_str(&r->body);
     in.body_len = r->body.len;
@@ -670,10 +720,9 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     in.opt_in_text = r->opt_in_text;
     in.help_text = r->help_text;
 
-    buf_init(&twiml, WH_TWIML_MAX);
+    twiml = scratch_take(&wh->s_twiml);
     if (twiml_begin(&twiml) != 0)
         abort();
-    r->async = json_array();
     if (routing_evaluate(rs, &in, d) != 0) {
         d->n_actions = 0;
         d->form.op = ROUTING_FORM_KEEP;
@@ -681,20 +730,35 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     if (d->flags & (ROUTING_F_LIMIT_HIT | ROUTING_F_BUDGET))
         log_warn("webhook %s: a rule's regex hit its match limit (counted as no match)", r->sid);
 
+    /*
+     * The actions are written into text as they are decided; the rest of the document
+     * (which needs the finished TwiML) is written around them at the end. Each action
+     * is one op {"op", "action", "rule", "detail": {routing_action_write_json(),
+     * "status", "reply_skipped"}, ...its own members..., "async"}, followed by the op
+     * of its reply if it has one.
+     */
+    text = scratch_take(&wh->s_text);
+    reply = scratch_take(&wh->s_reply);
+    /* What herald_inbound_apply_batch() (014) reads instead of working it out of the
+     * actions: the bodies of the TwiML replies joined by spaces (their words go into
+     * the conversation's search document) and the add-tag tags without repeats, in
+     * order, as a Postgres array literal. */
+    buf_init(&reply_words, SIZE_MAX);
+    buf_init(&new_tags, SIZE_MAX);
+    w.rc |= buf_append(&new_tags, "{", 1);
+    w.b = &text;
+    w.rc = 0;
     for (size_t i = 0; i < d->n_actions; i++) {
         const routing_out_action_t *a = &d->actions[i];
         const routing_action_t *spec = a->spec;
-        json_t *detail = routing_action_to_json(a);
-        json_t *op = json_pack("{s:s, s:s, s:s?, s:o}", "op", "none", "action", routing_action_name(a->type), "rule",
-                               a->rule_name, "detail", detail);
-        const char *skipped = NULL, *copy;
-        size_t copy_len;
-        int send_reply = 1;
+        const char *op = "none", *skipped = NULL, *why = NULL, *status = NULL, *copy = NULL;
+        size_t copy_len = 0;
+        int send_reply = 1, forward_ok = 0, async = 0;
+        sms_info_t finfo = {0};
 
         switch (a->type) {
         case ROUTING_ACT_OPT_OUT:
-            json_object_set_new(op, "op", json_string("opt_out"));
-            json_object_set_new(op, "keyword", json_string(a->keyword ? a->keyword : ""));
+            op = "opt_out";
             /* One confirmation: a contact who is already opted out is not messaged again. */
             if (r->suppressed) {
                 send_reply = 0;
@@ -702,23 +766,19 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             }
             break;
         case ROUTING_ACT_OPT_IN:
-            json_object_set_new(op, "op", json_string("opt_in"));
-            json_object_set_new(op, "keyword", json_string(a->keyword ? a->keyword : ""));
+            op = "opt_in";
             break;
         case ROUTING_ACT_ADD_TAG:
+            op = "add_tag";
+            break;
         case ROUTING_ACT_REMOVE_TAG:
-            json_object_set_new(op, "op", json_string(a->type == ROUTING_ACT_ADD_TAG ? "add_tag" : "remove_tag"));
-            json_object_set_new(op, "tag", json_string(spec ? spec->u.tag.tag : ""));
+            op = "remove_tag";
             break;
         case ROUTING_ACT_CREATE_LEAD:
-            json_object_set_new(op, "op", json_string("create_lead"));
-            json_object_set_new(op, "source", json_string(spec && spec->u.lead.source ? spec->u.lead.source
-                                                                                      : (a->rule_name ? a->rule_name : "sms")));
+            op = "create_lead";
             break;
         case ROUTING_ACT_FORM_ANSWER:
-            json_object_set_new(op, "op", json_string("form_answer"));
-            json_object_set_new(op, "field", json_string(a->field ? a->field : ""));
-            json_object_set_new(op, "value", json_stringn(a->value ? a->value : "", a->value ? a->value_len : 0));
+            op = "form_answer";
             break;
         case ROUTING_ACT_FORWARD_SMS:
             send_reply = 0;
@@ -726,14 +786,9 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             copy = a->value ? a->value : a->text;
             copy_len = a->value ? a->value_len : a->text_len;
             if (spec && copy) {
-                sms_info_t info;
-                if (sms_analyze(copy, copy_len, 0, &info) == 0 && !info.over_limit) {
-                    json_object_set_new(op, "op", json_string("queue"));
-                    json_object_set_new(op, "to", json_string(spec->u.forward.to));
-                    json_object_set_new(op, "body", json_stringn(copy, copy_len));
-                    json_object_set_new(op, "segments", json_integer(info.segments));
-                    json_object_set_new(op, "encoding", json_string(sms_encoding_name(info.encoding)));
-                    json_object_set_new(op, "source", json_string("forward"));
+                if (sms_analyze(copy, copy_len, 0, &finfo) == 0 && !finfo.over_limit) {
+                    op = "queue";
+                    forward_ok = 1;
                 } else {
                     skipped = "copy too long";
                 }
@@ -758,51 +813,162 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
                 if (spec->u.automation.secret)
                     json_object_set_new(spec_j, "secret", json_string(spec->u.automation.secret));
             }
-            json_object_set_new(op, "async", json_true());
-            json_object_set_new(json_object_get(op, "detail"), "status",
-                                json_string(json_object_get(spec_j, "url") ? "pending" : "recorded"));
+            async = 1;
+            status = json_object_get(spec_j, "url") ? "pending" : "recorded";
+            if (!r->async)
+                r->async = json_array();
             json_array_append_new(r->async, spec_j);
             break;
         }
         default:
             break;
         }
-        if (skipped)
-            json_object_set_new(json_object_get(op, "detail"), "reply_skipped", json_string(skipped));
-        json_array_append_new(ops, op);
-        if (send_reply) {
-            const char *why = add_reply(r, ops, &twiml, &n_twiml, a);
-            if (why)
-                json_object_set_new(json_object_get(op, "detail"), "reply_skipped", json_string(why));
+        /* The reply first (its op follows this one; a reason it was skipped goes in this one's detail). */
+        buf_reset(&reply);
+        if (send_reply)
+            why = add_reply(r, &reply, &twiml, &n_twiml, a);
+        if (why)
+            skipped = why;
+
+        if (!first_op)
+            dw_raw(&w, ",", 1);
+        first_op = 0;
+        dw_open(&w);
+        dw_str(&w, "op", op);
+        dw_str(&w, "action", routing_action_name(a->type));
+        if (a->rule_name) {
+            dw_str(&w, "rule", a->rule_name);
+        } else {
+            dw_key(&w, "rule"); /* json_pack's "s?": null */
+            dw_raw(&w, "null", 4);
+        }
+        dw_key(&w, "detail");
+        dw_raw(&w, "{", 1);
+        w.rc |= routing_action_write_json(&text, a);
+        w.first = 0;
+        dw_str(&w, "status", status);
+        dw_str(&w, "reply_skipped", skipped);
+        dw_raw(&w, "}", 1);
+        switch (a->type) {
+        case ROUTING_ACT_OPT_OUT:
+        case ROUTING_ACT_OPT_IN:
+            dw_str(&w, "keyword", a->keyword ? a->keyword : "");
+            break;
+        case ROUTING_ACT_ADD_TAG:
+        case ROUTING_ACT_REMOVE_TAG:
+            dw_str(&w, "tag", spec ? spec->u.tag.tag : "");
+            if (a->type == ROUTING_ACT_ADD_TAG && !tag_added_before(d, i))
+                w.rc |= array_add(&new_tags, spec ? spec->u.tag.tag : "", n_new_tags++ == 0);
+            break;
+        case ROUTING_ACT_CREATE_LEAD:
+            dw_str(&w, "source", spec && spec->u.lead.source ? spec->u.lead.source
+                                                              : (a->rule_name ? a->rule_name : "sms"));
+            break;
+        case ROUTING_ACT_FORM_ANSWER:
+            dw_str(&w, "field", a->field ? a->field : "");
+            dw_strn(&w, "value", a->value ? a->value : "", a->value ? a->value_len : 0);
+            break;
+        case ROUTING_ACT_FORWARD_SMS:
+            if (forward_ok) {
+                dw_str(&w, "to", spec->u.forward.to);
+                dw_strn(&w, "body", copy, copy_len);
+                dw_int(&w, "segments", finfo.segments);
+                dw_str(&w, "encoding", sms_encoding_name(finfo.encoding));
+                dw_str(&w, "source", "forward");
+            }
+            break;
+        default:
+            break;
+        }
+        if (async) {
+            dw_key(&w, "async");
+            dw_raw(&w, "true", 4);
+        }
+        dw_raw(&w, "}", 1);
+        fast = fast && !async && batchable_op(op);
+        if (reply.len) {
+            dw_raw(&w, ",", 1);
+            dw_raw(&w, reply.data, reply.len);
+            /* A reply op is "queue" or "twiml": only the latter is batchable. */
+            fast = fast && a->mode != ROUTING_REPLY_QUEUED;
+            if (a->mode != ROUTING_REPLY_QUEUED) {
+                if (reply_words.len)
+                    w.rc |= buf_append(&reply_words, " ", 1);
+                w.rc |= buf_append(&reply_words, a->text, a->text_len);
+            }
         }
     }
+    scratch_give(&wh->s_reply, &reply);
 
     if (twiml_end(&twiml) != 0)
         abort();
     r->twiml = xstrdup(n_twiml ? buf_str(&twiml) : twiml_empty());
-    buf_close(&twiml);
+    scratch_give(&wh->s_twiml, &twiml);
 
-    doc = json_pack("{s:I, s:s, s:s, s:s, s:s%, s:O, s:s, s:o}", "org_id", (json_int_t)r->org_id, "to", r->to, "from",
-                    r->from, "sid", r->sid, "body", buf_str(&r->body), r->body.len, "media", r->media, "twiml",
-                    r->twiml, "actions", ops);
-    if (d->form.op == ROUTING_FORM_SET)
-        json_object_set_new(doc, "form", json_pack("{s:s, s:s, s:i}", "op", "set", "form", d->form.form, "step",
-                                                   d->form.step));
-    else if (d->form.op == ROUTING_FORM_CLEAR)
-        json_object_set_new(doc, "form", json_pack("{s:s}", "op", "clear"));
-    add_batch_fields(doc, ops);
-    text = json_dumps(doc, JSON_COMPACT);
-    json_incref(ops);
-    json_decref(doc);
+    /* The document: its head, the actions written above, then the form change. */
+    {
+        buf_t doc;
+        char *media = json_array_size(r->media) ? json_dumps(r->media, JSON_COMPACT) : NULL;
+
+        doc = scratch_take(&wh->s_doc);
+        w.b = &doc;
+        dw_open(&w);
+        dw_int(&w, "org_id", r->org_id);
+        dw_str(&w, "to", r->to);
+        dw_str(&w, "from", r->from);
+        dw_str(&w, "sid", r->sid);
+        dw_strn(&w, "body", buf_str(&r->body), r->body.len);
+        dw_key(&w, "media");
+        w.rc |= buf_puts(&doc, media ? media : "[]");
+        dw_str(&w, "twiml", r->twiml);
+        dw_key(&w, "actions");
+        dw_raw(&w, "[", 1);
+        dw_raw(&w, buf_str(&text), text.len);
+        dw_raw(&w, "]", 1);
+        if (reply_words.len)
+            dw_strn(&w, "reply", reply_words.data, reply_words.len);
+        if (n_new_tags) {
+            w.rc |= buf_append(&new_tags, "}", 1);
+            dw_str(&w, "tags", buf_str(&new_tags));
+        }
+        if (d->form.op == ROUTING_FORM_SET && d->form.form && jsonw_utf8_ok(d->form.form, strlen(d->form.form))) {
+            dw_key(&w, "form");
+            dw_open(&w);
+            dw_str(&w, "op", "set");
+            dw_str(&w, "form", d->form.form);
+            dw_int(&w, "step", d->form.step);
+            dw_raw(&w, "}", 1);
+        } else if (d->form.op == ROUTING_FORM_CLEAR) {
+            dw_key(&w, "form");
+            dw_raw(&w, "{\"op\":\"clear\"}", 14);
+        }
+        dw_raw(&w, "}", 1);
+        free(media);
+        scratch_give(&wh->s_text, &text);
+        buf_close(&reply_words);
+        buf_close(&new_tags);
+        if (w.rc != 0 || !jsonw_utf8_ok(r->sid, strlen(r->sid))) {
+            /* Only a MessageSid that is not UTF-8 gets here (the database refuses it first). */
+            scratch_give(&wh->s_doc, &doc);
+            json_decref(tagsj);
+            json_decref(attrsj);
+            json_decref(formj);
+            rules_unref(rs);
+            wh_unavailable(r, "document not written (MessageSid not UTF-8?)");
+            return;
+        }
+        r->doc = xmalloc(doc.len + 1);
+        memcpy(r->doc, doc.data, doc.len + 1);
+        r->doc_len = doc.len;
+        scratch_give(&wh->s_doc, &doc);
+    }
     json_decref(tagsj);
     json_decref(attrsj);
     json_decref(formj);
     rules_unref(rs);
 
     wh_set_state(r, WH_APPLY);
-    r->doc = text;
-    fast = d->form.op == ROUTING_FORM_KEEP && batchable(ops);
-    json_decref(ops);
+    fast = fast && d->form.op == ROUTING_FORM_KEEP;
     if (fast) {
         queue_push(&wh->app_head, &wh->app_tail, r);
         return;
@@ -873,12 +1039,38 @@ static void on_rules(db_t *db, const PGresult *res, const char *err, void *arg)
     evaluate_and_apply(r, rs);
 }
 
+/* org_secret_open() through wh->tokens (only tokens that opened are kept). */
+static int open_token(webhook_t *wh, const char *sealed, char *out, size_t outlen)
+{
+    const serve_config_t *cfg = &wh->ctx->cfg;
+    struct wh_token *t;
+
+    for (size_t i = 0; i < WH_TOKEN_CACHE; i++) {
+        t = &wh->tokens[i];
+        if (t->sealed && strcmp(t->sealed, sealed) == 0 && strlen(t->token) < outlen) {
+            memcpy(out, t->token, strlen(t->token) + 1);
+            return 0;
+        }
+    }
+    if (org_secret_open(cfg->have_master_key ? cfg->master_key : NULL, sealed, out, outlen) != 0)
+        return -1;
+    if (strlen(out) < sizeof(t->token)) {
+        t = &wh->tokens[wh->token_next];
+        wh->token_next = (wh->token_next + 1) % WH_TOKEN_CACHE;
+        free(t->sealed);
+        memset(t->token, 0, sizeof(t->token));
+        t->sealed = xstrdup(sealed);
+        memcpy(t->token, out, strlen(out) + 1);
+    }
+    return 0;
+}
+
 /* Checks the signature; answers 403/400 itself and returns -1 when it fails. */
 static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult *res, int row, int base)
 {
     webhook_t *wh = r->wh;
     const serve_config_t *cfg = &wh->ctx->cfg;
-    const char *sig = http_request_header(r->req, "X-Twilio-Signature");
+    const char *sig = r->signature;
     char token[256];
     char url[4096];
     twilio_param_t *params;
@@ -887,9 +1079,7 @@ static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult 
     if (cfg->webhook_insecure)
         return 0;
     token[0] = '\0';
-    if (!PQgetisnull(res, row, base + 1) &&
-        org_secret_open(cfg->have_master_key ? cfg->master_key : NULL, PQgetvalue(res, row, base + 1), token,
-                        sizeof(token)) != 0)
+    if (!PQgetisnull(res, row, base + 1) && open_token(wh, PQgetvalue(res, row, base + 1), token, sizeof(token)) != 0)
         log_error("webhook: org %" PRId64 ": stored auth token cannot be decrypted (HERALD_MASTER_KEY?)", r->org_id);
     if (!token[0])
         snprintf(token, sizeof(token), "%s", cfg->env_auth_token);
@@ -1000,6 +1190,24 @@ static void on_context(db_t *db, const PGresult *res, const char *err, void *arg
 
 /* ---- batches ---- */
 
+/* Appends s to an array literal being built in b ("{" already there). */
+static int array_add(buf_t *b, const char *s, int first)
+{
+    int rc = first ? buf_append(b, "\"", 1) : buf_append(b, ",\"", 2);
+    const char *run = s, *p;
+
+    for (p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            /* The run up to p, then a backslash; p starts the next run. */
+            rc |= buf_append(b, run, (size_t)(p - run));
+            rc |= buf_append(b, "\\", 1);
+            run = p;
+        }
+    }
+    rc |= buf_append(b, run, (size_t)(p - run));
+    return rc | buf_append(b, "\"", 1);
+}
+
 static void on_context_batch(db_t *db, const PGresult *res, const char *err, void *arg)
 {
     wh_batch_t *b = arg;
@@ -1039,7 +1247,7 @@ static void flush_context(webhook_t *wh, size_t limit)
 
         b->wh = wh;
         for (int k = 0; k < 4; k++) {
-            buf_init(&a[k], 64u * 1024 * WH_BATCH_MAX);
+            a[k] = scratch_take(&wh->s_arr[k]);
             rc |= buf_append(&a[k], "{", 1);
         }
         while (wh->ctx_head && b->n < WH_BATCH_MAX) {
@@ -1069,7 +1277,7 @@ static void flush_context(webhook_t *wh, size_t limit)
             wh->ctx_inflight++;
         }
         for (int k = 0; k < 4; k++)
-            buf_close(&a[k]);
+            scratch_give(&wh->s_arr[k], &a[k]);
     }
 }
 
@@ -1125,12 +1333,12 @@ static void flush_apply(webhook_t *wh, size_t limit)
         /* Alone too: since 010_webhook_perf.sql the batch function writes one document
          * with fewer statements and row versions than herald_inbound_apply(), which
          * stays for the documents it cannot take and for the retries. */
-        buf_init(&text, SIZE_MAX);
+        text = scratch_take(&wh->s_batch);
         rc |= buf_append(&text, "[", 1);
         for (size_t i = 0; i < b->n; i++) {
             if (i)
                 rc |= buf_append(&text, ",", 1);
-            rc |= buf_puts(&text, b->reqs[i]->doc);
+            rc |= buf_append(&text, b->reqs[i]->doc, b->reqs[i]->doc_len);
         }
         rc |= buf_append(&text, "]", 1);
         if (rc != 0)
@@ -1145,7 +1353,7 @@ static void flush_apply(webhook_t *wh, size_t limit)
         } else {
             wh->app_inflight++;
         }
-        buf_close(&text);
+        scratch_give(&wh->s_batch, &text);
     }
 }
 
@@ -1185,7 +1393,7 @@ static void on_sms(http_request_t *req, void *arg)
     http_form_limits_t lim = {WH_MAX_FIELDS, WH_MAX_FIELD_LEN, 1u << 20};
     http_form_t *form = http_arena_alloc(req->arena, sizeof(*form));
     http_form_error_t ferr;
-    const char *body, *nmedia;
+    const char *body, *nmedia, *sig;
     wh_req_t *r;
     int rc;
 
@@ -1196,11 +1404,13 @@ static void on_sms(http_request_t *req, void *arg)
         bad_request(wh, req, why);
         return;
     }
-    if (!wh->ctx->cfg.webhook_insecure && !http_request_header(req, "X-Twilio-Signature")) {
+    sig = http_request_header(req, "X-Twilio-Signature");
+    if (!wh->ctx->cfg.webhook_insecure && !sig) {
         bad_request(wh, req, "missing X-Twilio-Signature\n");
         return;
     }
     r = xcalloc(1, sizeof(*r));
+    r->signature = sig;
     r->wh = wh;
     r->req = req;
     r->t0 = uv_hrtime();
@@ -1221,7 +1431,6 @@ static void on_sms(http_request_t *req, void *arg)
     buf_init(&r->body, 3 * WH_MAX_FIELD_LEN + 16);
     if (body && twiml_utf8_clean(&r->body, body, strlen(body)) != 0)
         abort();
-    r->media = json_array();
     nmedia = http_form_get(form, "NumMedia");
     for (int i = 0; nmedia && i < WH_MAX_MEDIA && i < atoi(nmedia); i++) {
         char n1[32], n2[32];
@@ -1230,6 +1439,8 @@ static void on_sms(http_request_t *req, void *arg)
         snprintf(n2, sizeof(n2), "MediaContentType%d", i);
         url = http_form_get(form, n1);
         ct = http_form_get(form, n2);
+        if (url && !r->media)
+            r->media = json_array();
         if (url)
             json_array_append_new(r->media, json_pack("{s:s, s:s?}", "url", url, "content_type", ct));
     }
@@ -1246,6 +1457,13 @@ int serve_webhook_attach(serve_ctx_t *ctx)
 
     wh->ctx = ctx;
     wh->registry = routing_registry_new();
+    buf_init(&wh->s_twiml, WH_TWIML_MAX);
+    buf_init(&wh->s_text, SIZE_MAX);
+    buf_init(&wh->s_reply, SIZE_MAX);
+    buf_init(&wh->s_doc, SIZE_MAX);
+    for (int k = 0; k < 4; k++)
+        buf_init(&wh->s_arr[k], 64u * 1024 * WH_BATCH_MAX);
+    buf_init(&wh->s_batch, SIZE_MAX);
     routing_decision_init(&wh->decision);
     wh->m_ok = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"stored\"");
     wh->m_dup = metrics_counter(ctx->metrics, "herald_webhook_sms_total", help_req, "outcome=\"duplicate\"");
@@ -1306,6 +1524,17 @@ void serve_webhook_free(serve_ctx_t *ctx)
         return;
     routing_decision_close(&wh->decision);
     routing_registry_free(wh->registry);
+    buf_close(&wh->s_twiml);
+    buf_close(&wh->s_text);
+    buf_close(&wh->s_reply);
+    buf_close(&wh->s_doc);
+    for (int k = 0; k < 4; k++)
+        buf_close(&wh->s_arr[k]);
+    buf_close(&wh->s_batch);
+    for (size_t i = 0; i < WH_TOKEN_CACHE; i++) {
+        free(wh->tokens[i].sealed);
+        memset(wh->tokens[i].token, 0, sizeof(wh->tokens[i].token));
+    }
     free(wh);
     ctx->webhook = NULL;
 }

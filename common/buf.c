@@ -48,7 +48,7 @@ static int ensure(buf_t *b, size_t extra)
     return 0;
 }
 
-int buf_append(buf_t *b, const void *p, size_t n)
+int buf_append_grow(buf_t *b, const void *p, size_t n)
 {
     if (ensure(b, n) != 0)
         return BUF_ETOOBIG;

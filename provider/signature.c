@@ -9,11 +9,10 @@
 #include "provider/signature.h"
 #include "common/xalloc.h"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -64,44 +63,119 @@ static int check_params(const twilio_param_t *params, size_t n)
     return 0;
 }
 
-static int hmac_sign(const char *token, const char *url, size_t url_len, const twilio_param_t **sorted, size_t n,
-                     char out[TWILIO_SIGNATURE_LEN + 1])
+/*
+ * HMAC-SHA1 (RFC 2104) over SHA-1 digest contexts. The digest is fetched once and
+ * the keyed inner and outer states are computed once per check and copied for each
+ * URL variant: EVP_MAC_fetch() and the EVP_MAC context (which fetches its digest
+ * again on every init) cost many times the MAC of a webhook's few hundred bytes.
+ */
+#define HMAC_BLOCK 64
+
+static EVP_MD *sha1_alg;
+static pthread_once_t sha1_once = PTHREAD_ONCE_INIT;
+
+static void sha1_fetch(void)
+{
+    sha1_alg = EVP_MD_fetch(NULL, "SHA1", NULL);
+}
+
+typedef struct hmac {
+    EVP_MD_CTX *inner; /* keyed inner state, then the message */
+    EVP_MD_CTX *outer; /* keyed outer state */
+} hmac_t;
+
+static void hmac_free(hmac_t *h)
+{
+    EVP_MD_CTX_free(h->inner);
+    EVP_MD_CTX_free(h->outer);
+    h->inner = h->outer = NULL;
+}
+
+/* Keys h with token; returns 0 or TWILIO_SIG_ECRYPTO (h is then freed). */
+static int hmac_start(hmac_t *h, const char *token)
+{
+    unsigned char k[HMAC_BLOCK], pad[HMAC_BLOCK];
+    size_t klen = strlen(token);
+    unsigned int dlen = 0;
+    int ok;
+
+    pthread_once(&sha1_once, sha1_fetch);
+    h->inner = EVP_MD_CTX_new();
+    h->outer = EVP_MD_CTX_new();
+    if (sha1_alg == NULL || h->inner == NULL || h->outer == NULL) {
+        hmac_free(h);
+        return TWILIO_SIG_ECRYPTO;
+    }
+    memset(k, 0, sizeof(k));
+    if (klen > HMAC_BLOCK)
+        ok = EVP_Digest(token, klen, k, &dlen, sha1_alg, NULL);
+    else
+        ok = (memcpy(k, token, klen), 1);
+    for (size_t i = 0; i < HMAC_BLOCK; i++)
+        pad[i] = k[i] ^ 0x36;
+    ok = ok && EVP_DigestInit_ex(h->inner, sha1_alg, NULL) && EVP_DigestUpdate(h->inner, pad, HMAC_BLOCK);
+    for (size_t i = 0; i < HMAC_BLOCK; i++)
+        pad[i] = k[i] ^ 0x5c;
+    ok = ok && EVP_DigestInit_ex(h->outer, sha1_alg, NULL) && EVP_DigestUpdate(h->outer, pad, HMAC_BLOCK);
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    if (!ok) {
+        hmac_free(h);
+        return TWILIO_SIG_ECRYPTO;
+    }
+    return 0;
+}
+
+/* A copy of keyed h (its inner state as fed so far); returns 0 or TWILIO_SIG_ECRYPTO. */
+static int hmac_copy(hmac_t *to, const hmac_t *from)
+{
+    to->inner = EVP_MD_CTX_new();
+    to->outer = EVP_MD_CTX_new();
+    if (to->inner == NULL || to->outer == NULL || !EVP_MD_CTX_copy_ex(to->inner, from->inner) ||
+        !EVP_MD_CTX_copy_ex(to->outer, from->outer)) {
+        hmac_free(to);
+        return TWILIO_SIG_ECRYPTO;
+    }
+    return 0;
+}
+
+/*
+ * Feeds the rest of the URL (a then b, either may be empty) and the sorted
+ * parameters into h and writes the base64 signature. Frees h.
+ */
+static int hmac_finish(hmac_t *h, const char *a, size_t a_len, const char *b, size_t b_len,
+                       const twilio_param_t **sorted, size_t n, char out[TWILIO_SIGNATURE_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    size_t md_len = 0;
+    unsigned int md_len = 0;
     int rc = TWILIO_SIG_ECRYPTO;
-    EVP_MAC *mac = NULL;
-    EVP_MAC_CTX *ctx = NULL;
-    char digest[] = "SHA1";
-    OSSL_PARAM mp[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end(),
-    };
 
-    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (mac == NULL)
-        goto done;
-    ctx = EVP_MAC_CTX_new(mac);
-    if (ctx == NULL)
-        goto done;
-    if (!EVP_MAC_init(ctx, (const unsigned char *)token, strlen(token), mp))
-        goto done;
-    if (!EVP_MAC_update(ctx, (const unsigned char *)url, url_len))
+    if (!EVP_DigestUpdate(h->inner, a, a_len) || !EVP_DigestUpdate(h->inner, b, b_len))
         goto done;
     for (size_t i = 0; i < n; i++) {
-        if (!EVP_MAC_update(ctx, (const unsigned char *)sorted[i]->name, strlen(sorted[i]->name)) ||
-            !EVP_MAC_update(ctx, (const unsigned char *)sorted[i]->value, strlen(sorted[i]->value)))
+        if (!EVP_DigestUpdate(h->inner, sorted[i]->name, strlen(sorted[i]->name)) ||
+            !EVP_DigestUpdate(h->inner, sorted[i]->value, strlen(sorted[i]->value)))
             goto done;
     }
-    if (!EVP_MAC_final(ctx, md, &md_len, sizeof(md)) || md_len != SHA1_LEN)
+    if (!EVP_DigestFinal_ex(h->inner, md, &md_len) || md_len != SHA1_LEN ||
+        !EVP_DigestUpdate(h->outer, md, md_len) || !EVP_DigestFinal_ex(h->outer, md, &md_len) ||
+        md_len != SHA1_LEN)
         goto done;
     EVP_EncodeBlock((unsigned char *)out, md, (int)md_len);
     out[TWILIO_SIGNATURE_LEN] = '\0';
     rc = 0;
 done:
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
+    hmac_free(h);
     return rc;
+}
+
+static int hmac_sign(const char *token, const char *url, size_t url_len, const twilio_param_t **sorted, size_t n,
+                     char out[TWILIO_SIGNATURE_LEN + 1])
+{
+    hmac_t h;
+    int rc = hmac_start(&h, token);
+
+    return rc != 0 ? rc : hmac_finish(&h, url, url_len, "", 0, sorted, n, out);
 }
 
 int twilio_signature_compute(const char *auth_token, const char *url, const twilio_param_t *params, size_t nparams,
@@ -175,44 +249,53 @@ static int equal_ct(const char *expected, const char *given)
 /*
  * Tries url as given, then its port variant; returns 0 on the first match. Every
  * variant is computed even after a match would be known, so the time taken does
- * not reveal which one matched.
+ * not reveal which one matched. The variants share the URL up to the port: that
+ * prefix is fed once and the keyed state copied, so no URL is built.
  */
 static int validate_variants(const char *token, const char *url, const twilio_param_t **sorted, size_t n,
                              const char *signature)
 {
     char expected[TWILIO_SIGNATURE_LEN + 1];
     url_port_t up;
-    size_t len = strlen(url);
-    char *alt = NULL;
-    size_t alt_len = 0;
+    size_t len = strlen(url), common;
+    const char *alt_a = NULL, *alt_b = "";
+    size_t alt_a_len = 0, alt_b_len = 0;
+    hmac_t h, alt = {NULL, NULL};
     int rc, match;
 
     rc = locate_port(url, &up);
     if (rc != 0)
         return rc;
-    rc = hmac_sign(token, url, len, sorted, n, expected);
+    if (up.port_start < up.authority_end) {
+        /* The URL has a port: the variant drops it. */
+        common = up.port_start;
+        alt_a = url + up.authority_end;
+        alt_a_len = len - up.authority_end;
+    } else {
+        /* The variant adds the scheme's default port (when it has one). */
+        common = up.authority_end;
+        if (up.default_port != NULL) {
+            alt_a = up.default_port;
+            alt_a_len = strlen(up.default_port);
+            alt_b = url + up.authority_end;
+            alt_b_len = len - up.authority_end;
+        }
+    }
+    rc = hmac_start(&h, token);
     if (rc != 0)
         return rc;
-    match = equal_ct(expected, signature);
-
-    if (up.port_start < up.authority_end) {
-        /* The URL has a port: drop it. */
-        size_t cut = up.authority_end - up.port_start;
-        alt = xmalloc(len - cut + 1);
-        memcpy(alt, url, up.port_start);
-        memcpy(alt + up.port_start, url + up.authority_end, len - up.authority_end + 1);
-        alt_len = len - cut;
-    } else if (up.default_port != NULL) {
-        size_t plen = strlen(up.default_port);
-        alt = xmalloc(len + plen + 1);
-        memcpy(alt, url, up.authority_end);
-        memcpy(alt + up.authority_end, up.default_port, plen);
-        memcpy(alt + up.authority_end + plen, url + up.authority_end, len - up.authority_end + 1);
-        alt_len = len + plen;
+    if (!EVP_DigestUpdate(h.inner, url, common) || (alt_a != NULL && hmac_copy(&alt, &h) != 0)) {
+        hmac_free(&h);
+        return TWILIO_SIG_ECRYPTO;
     }
-    if (alt != NULL) {
-        rc = hmac_sign(token, alt, alt_len, sorted, n, expected);
-        free(alt);
+    rc = hmac_finish(&h, url + common, len - common, "", 0, sorted, n, expected);
+    if (rc != 0) {
+        hmac_free(&alt);
+        return rc;
+    }
+    match = equal_ct(expected, signature);
+    if (alt.inner != NULL) {
+        rc = hmac_finish(&alt, alt_a, alt_a_len, alt_b, alt_b_len, sorted, n, expected);
         if (rc != 0)
             return rc;
         match |= equal_ct(expected, signature);

@@ -31,6 +31,7 @@
  */
 #ifndef HERALD_ROUTING_ROUTING_H
 #define HERALD_ROUTING_ROUTING_H
+#include "common/buf.h"
 #include "compliance/keywords.h"
 
 #include <jansson.h>
@@ -328,6 +329,14 @@ ROUTING_MUSTCHECK int routing_evaluate(const routing_ruleset_t *rs, const routin
  * text, fields (a trigger-automation secret is never included). New reference; json_decref().
  */
 json_t *routing_action_to_json(const routing_out_action_t *a);
+
+/*
+ * The same detail as JSON text, for the webhook's hot path: appends its members
+ * ("type":...,"source":..., never empty) without the braces, so the caller can add its
+ * own; the text is what json_dumps(routing_action_to_json(a), JSON_COMPACT) writes
+ * between them. Returns 0 or BUF_ETOOBIG.
+ */
+ROUTING_MUSTCHECK int routing_action_write_json(buf_t *b, const routing_out_action_t *a);
 
 /* The whole decision (flags, matched rules, actions, form change). New reference. */
 json_t *routing_decision_to_json(const routing_decision_t *d);

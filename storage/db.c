@@ -82,6 +82,12 @@ struct db {
     int poll_fd;
     int poll_events;
     uv_timer_t timer; /* delivers failures that must not be reported synchronously */
+    /*
+     * Sends what was queued since the last loop iteration, just before the loop polls.
+     * Asking the poll for writability instead cost two epoll_ctl calls (on, then off)
+     * and one more trip through the loop for every statement.
+     */
+    uv_prepare_t kick;
     int open_handles;
     db_connect_cb connect_cb;
     void *connect_arg;
@@ -208,6 +214,17 @@ static void deliver_failure(db_t *db)
         fail_ops(db, db->fail_reason);
 }
 
+static void pump(db_t *db);
+
+static void on_kick(uv_prepare_t *h)
+{
+    db_t *db = h->data;
+
+    uv_prepare_stop(h);
+    if (db->state == DB_READY)
+        pump(db);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     db_t *db = t->data;
@@ -296,7 +313,6 @@ static void on_notice(void *arg, const char *message)
 }
 
 static void continue_connect(db_t *db);
-static void pump(db_t *db);
 
 static void connected(db_t *db)
 {
@@ -692,7 +708,7 @@ static int enqueue(db_t *db, db_op_t *op)
     if (db->state == DB_FAILED)
         uv_timer_start(&db->timer, on_timer, 0, 0);
     else if (db->state == DB_READY)
-        update_interest(db);
+        uv_prepare_start(&db->kick, on_kick);
     return 0;
 }
 
@@ -713,7 +729,9 @@ int db_connect(uv_loop_t *loop, const char *conninfo, db_connect_cb cb, void *ar
     buf_init(&db->chunk, COPY_CHUNK_LIMIT);
     uv_timer_init(loop, &db->timer);
     db->timer.data = db;
-    db->open_handles = 1;
+    uv_prepare_init(loop, &db->kick);
+    db->kick.data = db;
+    db->open_handles = 2;
     db->conn = PQconnectStart(conninfo);
     if (!db->conn) {
         fail_soon(db, "out of memory starting a connection");
@@ -869,6 +887,7 @@ static void on_poll_closed(uv_handle_t *h)
     free(p);
 }
 
+/* The timer's and the kick's. */
 static void on_timer_closed(uv_handle_t *h)
 {
     on_handle_closed(h->data);
@@ -882,6 +901,7 @@ void db_close(db_t *db, db_close_cb close_cb, void *arg)
     db->close_cb = close_cb;
     db->close_arg = arg;
     uv_close((uv_handle_t *)&db->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&db->kick, on_timer_closed);
     if (db->poll)
         uv_close((uv_handle_t *)&db->poll->handle, on_poll_closed);
 }

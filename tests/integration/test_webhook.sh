@@ -253,6 +253,14 @@ out2=$("$HERALD" org create gone --account-sid AC0123456789abcdef0123456789abcde
 ORG2=$(awk '/^org_id/ {print $2}' <<<"$out2")
 $POST "$URL" tok2 --sign-url "$SURL" MessageSid=SMgone1 AccountSid=AC0123456789abcdef0123456789abcdee From=+14155550130 To=+15005550099 Body=bye >/dev/null
 $POST "$URL" tok2 --sign-url "$SURL" MessageSid=SMgone2 AccountSid=AC0123456789abcdef0123456789abcdee From=+14155550131 To=+15005550099 Body=bye >/dev/null
+# --- a changed auth token takes effect at once (the server keeps opened tokens by their sealed text) ---
+sql "update orgs set twilio_auth_token_enc = (select twilio_auth_token_enc from orgs where name = 'acme') where id = $ORG2" >/dev/null
+r=$($POST "$URL" tok2 --sign-url "$SURL" MessageSid=SMrot1 AccountSid=AC0123456789abcdef0123456789abcdee From=+14155550132 To=+15005550099 Body=x)
+check "token changed in the database: the old token's signature is refused" "$r" "^403"
+r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMrot2 AccountSid=AC0123456789abcdef0123456789abcdee From=+14155550132 To=+15005550099 Body=x)
+check "token changed in the database: the new token's signature is accepted" "$r" "^200"
+sql "delete from messages where message_sid = 'SMrot2'; delete from conversations where org_id = $ORG2 and contact_e164 = '+14155550132';
+     delete from contacts where org_id = $ORG2 and e164 = '+14155550132'" >/dev/null
 sql "insert into leads (org_id, contact_id, conversation_id) select org_id, contact_id, id from conversations where org_id = $ORG2;
      insert into conversation_events (org_id, conversation_id, message_id, action)
      select org_id, conversation_id, id, 'note' from messages where org_id = $ORG2" >/dev/null

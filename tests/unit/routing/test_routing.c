@@ -169,6 +169,25 @@ static int flags_ok(unsigned flags, const char *want)
     return (flags & need) == need;
 }
 
+/* routing_action_write_json() writes what json_dumps() writes for routing_action_to_json(). */
+static int action_text_same(const routing_out_action_t *a, int lineno)
+{
+    json_t *j = routing_action_to_json(a);
+    char *want = json_dumps(j, JSON_COMPACT);
+    buf_t b;
+    int same;
+
+    buf_init(&b, 1 << 20);
+    same = buf_append(&b, "{", 1) == 0 && routing_action_write_json(&b, a) == 0 && buf_append(&b, "}", 1) == 0 &&
+           strcmp(buf_str(&b), want) == 0;
+    if (!same)
+        print_error("cases.tsv:%d: action text %s, want %s\n", lineno, buf_str(&b), want);
+    buf_close(&b);
+    free(want);
+    json_decref(j);
+    return same;
+}
+
 static void test_cases_table(void **state)
 {
     char path[1024], line[4096];
@@ -241,6 +260,8 @@ static void test_cases_table(void **state)
             print_error("cases.tsv:%d: %s: flags 0x%x, want %s\n", lineno, f[2], d.flags, f[7]);
             failed++;
         }
+        for (size_t i = 0; i < d.n_actions; i++)
+            failed += !action_text_same(&d.actions[i], lineno);
         rules_unref(rs);
     }
     fclose(fp);

@@ -549,11 +549,7 @@ static int array_add(buf_t *b, const char *s, int first);
  * value and a slow dump made building it a quarter of the webhook's CPU. It is written
  * straight into a buffer now, member for member what that dump wrote (common/jsonw.h).
  */
-typedef struct doc_w {
-    buf_t *b;
-    int first; /* no member yet in the object being written */
-    int rc;
-} doc_w_t;
+typedef jsonw_obj_t doc_w_t;
 
 static void dw_raw(doc_w_t *w, const char *s, size_t n)
 {
@@ -564,38 +560,6 @@ static void dw_open(doc_w_t *w)
 {
     dw_raw(w, "{", 1);
     w->first = 1;
-}
-
-/* "key": preceded by a comma unless first (keys are literals: nothing to escape) */
-static void dw_key(doc_w_t *w, const char *key)
-{
-    if (!w->first)
-        dw_raw(w, ",", 1);
-    w->first = 0;
-    dw_raw(w, "\"", 1);
-    w->rc |= buf_puts(w->b, key);
-    dw_raw(w, "\":", 2);
-}
-
-/* A string member, like json_object_set_new(o, key, json_stringn(v, n)): none for NULL or non-UTF-8. */
-static void dw_strn(doc_w_t *w, const char *key, const char *v, size_t n)
-{
-    if (!v || !jsonw_utf8_ok(v, n))
-        return;
-    dw_key(w, key);
-    w->rc |= jsonw_string_utf8(w->b, v, n);
-}
-
-static void dw_str(doc_w_t *w, const char *key, const char *v)
-{
-    if (v)
-        dw_strn(w, key, v, strlen(v));
-}
-
-static void dw_int(doc_w_t *w, const char *key, long long v)
-{
-    dw_key(w, key);
-    w->rc |= jsonw_int(w->b, v);
 }
 
 /*
@@ -615,20 +579,20 @@ static const char *add_reply(wh_req_t *r, buf_t *ops, buf_t *twiml, int *n_twiml
         return "reply too long or not UTF-8";
     if (a->mode == ROUTING_REPLY_QUEUED) {
         dw_open(&w);
-        dw_str(&w, "op", "queue");
-        dw_strn(&w, "body", a->text, a->text_len);
-        dw_str(&w, "to", r->from);
-        dw_int(&w, "segments", (int)info.segments);
-        dw_str(&w, "encoding", sms_encoding_name(info.encoding));
-        dw_str(&w, "source", "auto_reply");
+        jsonw_member_str(&w, "op", "queue");
+        jsonw_member_strn(&w, "body", a->text, a->text_len);
+        jsonw_member_str(&w, "to", r->from);
+        jsonw_member_int(&w, "segments", (int)info.segments);
+        jsonw_member_str(&w, "encoding", sms_encoding_name(info.encoding));
+        jsonw_member_str(&w, "source", "auto_reply");
         dw_raw(&w, "}", 1);
     } else {
         if (twiml_message(twiml, a->text, a->text_len) != 0)
             return "answer too long";
         (*n_twiml)++;
         dw_open(&w);
-        dw_str(&w, "op", "twiml");
-        dw_strn(&w, "body", a->text, a->text_len);
+        jsonw_member_str(&w, "op", "twiml");
+        jsonw_member_strn(&w, "body", a->text, a->text_len);
         dw_raw(&w, "}", 1);
     }
     if (w.rc != 0)
@@ -834,54 +798,54 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             dw_raw(&w, ",", 1);
         first_op = 0;
         dw_open(&w);
-        dw_str(&w, "op", op);
-        dw_str(&w, "action", routing_action_name(a->type));
+        jsonw_member_str(&w, "op", op);
+        jsonw_member_str(&w, "action", routing_action_name(a->type));
         if (a->rule_name) {
-            dw_str(&w, "rule", a->rule_name);
+            jsonw_member_str(&w, "rule", a->rule_name);
         } else {
-            dw_key(&w, "rule"); /* json_pack's "s?": null */
+            jsonw_key(&w, "rule"); /* json_pack's "s?": null */
             dw_raw(&w, "null", 4);
         }
-        dw_key(&w, "detail");
+        jsonw_key(&w, "detail");
         dw_raw(&w, "{", 1);
         w.rc |= routing_action_write_json(&text, a);
         w.first = 0;
-        dw_str(&w, "status", status);
-        dw_str(&w, "reply_skipped", skipped);
+        jsonw_member_str(&w, "status", status);
+        jsonw_member_str(&w, "reply_skipped", skipped);
         dw_raw(&w, "}", 1);
         switch (a->type) {
         case ROUTING_ACT_OPT_OUT:
         case ROUTING_ACT_OPT_IN:
-            dw_str(&w, "keyword", a->keyword ? a->keyword : "");
+            jsonw_member_str(&w, "keyword", a->keyword ? a->keyword : "");
             break;
         case ROUTING_ACT_ADD_TAG:
         case ROUTING_ACT_REMOVE_TAG:
-            dw_str(&w, "tag", spec ? spec->u.tag.tag : "");
+            jsonw_member_str(&w, "tag", spec ? spec->u.tag.tag : "");
             if (a->type == ROUTING_ACT_ADD_TAG && !tag_added_before(d, i))
                 w.rc |= array_add(&new_tags, spec ? spec->u.tag.tag : "", n_new_tags++ == 0);
             break;
         case ROUTING_ACT_CREATE_LEAD:
-            dw_str(&w, "source", spec && spec->u.lead.source ? spec->u.lead.source
+            jsonw_member_str(&w, "source", spec && spec->u.lead.source ? spec->u.lead.source
                                                               : (a->rule_name ? a->rule_name : "sms"));
             break;
         case ROUTING_ACT_FORM_ANSWER:
-            dw_str(&w, "field", a->field ? a->field : "");
-            dw_strn(&w, "value", a->value ? a->value : "", a->value ? a->value_len : 0);
+            jsonw_member_str(&w, "field", a->field ? a->field : "");
+            jsonw_member_strn(&w, "value", a->value ? a->value : "", a->value ? a->value_len : 0);
             break;
         case ROUTING_ACT_FORWARD_SMS:
             if (forward_ok) {
-                dw_str(&w, "to", spec->u.forward.to);
-                dw_strn(&w, "body", copy, copy_len);
-                dw_int(&w, "segments", finfo.segments);
-                dw_str(&w, "encoding", sms_encoding_name(finfo.encoding));
-                dw_str(&w, "source", "forward");
+                jsonw_member_str(&w, "to", spec->u.forward.to);
+                jsonw_member_strn(&w, "body", copy, copy_len);
+                jsonw_member_int(&w, "segments", finfo.segments);
+                jsonw_member_str(&w, "encoding", sms_encoding_name(finfo.encoding));
+                jsonw_member_str(&w, "source", "forward");
             }
             break;
         default:
             break;
         }
         if (async) {
-            dw_key(&w, "async");
+            jsonw_key(&w, "async");
             dw_raw(&w, "true", 4);
         }
         dw_raw(&w, "}", 1);
@@ -913,33 +877,33 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
         doc = scratch_take(&wh->s_doc);
         w.b = &doc;
         dw_open(&w);
-        dw_int(&w, "org_id", r->org_id);
-        dw_str(&w, "to", r->to);
-        dw_str(&w, "from", r->from);
-        dw_str(&w, "sid", r->sid);
-        dw_strn(&w, "body", buf_str(&r->body), r->body.len);
-        dw_key(&w, "media");
+        jsonw_member_int(&w, "org_id", r->org_id);
+        jsonw_member_str(&w, "to", r->to);
+        jsonw_member_str(&w, "from", r->from);
+        jsonw_member_str(&w, "sid", r->sid);
+        jsonw_member_strn(&w, "body", buf_str(&r->body), r->body.len);
+        jsonw_key(&w, "media");
         w.rc |= buf_puts(&doc, media ? media : "[]");
-        dw_str(&w, "twiml", r->twiml);
-        dw_key(&w, "actions");
+        jsonw_member_str(&w, "twiml", r->twiml);
+        jsonw_key(&w, "actions");
         dw_raw(&w, "[", 1);
         dw_raw(&w, buf_str(&text), text.len);
         dw_raw(&w, "]", 1);
         if (reply_words.len)
-            dw_strn(&w, "reply", reply_words.data, reply_words.len);
+            jsonw_member_strn(&w, "reply", reply_words.data, reply_words.len);
         if (n_new_tags) {
             w.rc |= buf_append(&new_tags, "}", 1);
-            dw_str(&w, "tags", buf_str(&new_tags));
+            jsonw_member_str(&w, "tags", buf_str(&new_tags));
         }
         if (d->form.op == ROUTING_FORM_SET && d->form.form && jsonw_utf8_ok(d->form.form, strlen(d->form.form))) {
-            dw_key(&w, "form");
+            jsonw_key(&w, "form");
             dw_open(&w);
-            dw_str(&w, "op", "set");
-            dw_str(&w, "form", d->form.form);
-            dw_int(&w, "step", d->form.step);
+            jsonw_member_str(&w, "op", "set");
+            jsonw_member_str(&w, "form", d->form.form);
+            jsonw_member_int(&w, "step", d->form.step);
             dw_raw(&w, "}", 1);
         } else if (d->form.op == ROUTING_FORM_CLEAR) {
-            dw_key(&w, "form");
+            jsonw_key(&w, "form");
             dw_raw(&w, "{\"op\":\"clear\"}", 14);
         }
         dw_raw(&w, "}", 1);

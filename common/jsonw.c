@@ -3,6 +3,8 @@
 
 #include "common/utf8.h"
 
+#include <string.h>
+
 int jsonw_utf8_ok(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -80,4 +82,34 @@ int jsonw_string_utf8(buf_t *b, const char *s, size_t n)
     rc |= buf_append(b, s + run, n - run);
     rc |= buf_append(b, "\"", 1);
     return rc ? BUF_ETOOBIG : 0;
+}
+
+void jsonw_key(jsonw_obj_t *w, const char *key)
+{
+    if (!w->first)
+        w->rc |= buf_append(w->b, ",", 1);
+    w->first = 0;
+    w->rc |= buf_append(w->b, "\"", 1);
+    w->rc |= buf_puts(w->b, key);
+    w->rc |= buf_append(w->b, "\":", 2);
+}
+
+void jsonw_member_strn(jsonw_obj_t *w, const char *key, const char *v, size_t n)
+{
+    if (!v || !jsonw_utf8_ok(v, n))
+        return;
+    jsonw_key(w, key);
+    w->rc |= jsonw_string_utf8(w->b, v, n);
+}
+
+void jsonw_member_str(jsonw_obj_t *w, const char *key, const char *v)
+{
+    if (v)
+        jsonw_member_strn(w, key, v, strlen(v));
+}
+
+void jsonw_member_int(jsonw_obj_t *w, const char *key, long long v)
+{
+    jsonw_key(w, key);
+    w->rc |= jsonw_int(w->b, v);
 }

@@ -22,4 +22,23 @@ __attribute__((warn_unused_result)) int jsonw_string_utf8(buf_t *b, const char *
 /* Appends v as a JSON integer (what jansson writes for json_integer(v)). Returns 0 or BUF_ETOOBIG. */
 __attribute__((warn_unused_result)) int jsonw_int(buf_t *b, long long v);
 
+/*
+ * The members of an object being written into b, as json_object_set_new() would make
+ * them: first says no member is there yet (a comma goes before every other one), and
+ * errors (BUF_ETOOBIG) accumulate in rc. Keys are literals: they are not escaped.
+ */
+typedef struct jsonw_obj {
+    buf_t *b;
+    int first;
+    int rc;
+} jsonw_obj_t;
+
+/* "key": */
+void jsonw_key(jsonw_obj_t *w, const char *key);
+/* A string member; none for NULL or for text that is not UTF-8 (which jansson refuses). */
+void jsonw_member_strn(jsonw_obj_t *w, const char *key, const char *v, size_t n);
+void jsonw_member_str(jsonw_obj_t *w, const char *key, const char *v);
+/* An integer member. */
+void jsonw_member_int(jsonw_obj_t *w, const char *key, long long v);
+
 #endif

@@ -92,102 +92,64 @@ json_t *routing_action_to_json(const routing_out_action_t *a)
 
 /* ---- the same detail written as text (routing_action_write_json) ---- */
 
-typedef struct jw {
-    buf_t *b;
-    int first; /* no member written yet */
-    int rc;
-} jw_t;
-
-/* "key": preceded by a comma unless first (keys here are literals: nothing to escape) */
-static void w_key(jw_t *w, const char *key)
+static void w_true(jsonw_obj_t *w, const char *key, int v)
 {
-    if (!w->first)
-        w->rc |= buf_append(w->b, ",", 1);
-    w->first = 0;
-    w->rc |= buf_append(w->b, "\"", 1);
-    w->rc |= buf_puts(w->b, key);
-    w->rc |= buf_append(w->b, "\":", 2);
-}
-
-/* set_strn(): nothing for NULL or for text jansson would refuse (not UTF-8). */
-static void w_strn(jw_t *w, const char *key, const char *v, size_t n)
-{
-    if (!v || !jsonw_utf8_ok(v, n))
-        return;
-    w_key(w, key);
-    w->rc |= jsonw_string_utf8(w->b, v, n);
-}
-
-static void w_str(jw_t *w, const char *key, const char *v)
-{
-    if (v)
-        w_strn(w, key, v, strlen(v));
-}
-
-static void w_int(jw_t *w, const char *key, long long v)
-{
-    w_key(w, key);
-    w->rc |= jsonw_int(w->b, v);
-}
-
-static void w_true(jw_t *w, const char *key, int v)
-{
-    w_key(w, key);
+    jsonw_key(w, key);
     w->rc |= v ? buf_append(w->b, "true", 4) : buf_append(w->b, "false", 5);
 }
 
 int routing_action_write_json(buf_t *b, const routing_out_action_t *a)
 {
-    jw_t w = {b, 1, 0};
+    jsonw_obj_t w = {b, 1, 0};
     const routing_action_t *sp = a->spec;
 
-    w_str(&w, "type", routing_action_name(a->type));
-    w_str(&w, "source", source_name(a->source));
+    jsonw_member_str(&w, "type", routing_action_name(a->type));
+    jsonw_member_str(&w, "source", source_name(a->source));
     if (a->rule_name) {
-        w_str(&w, "rule", a->rule_name);
-        w_int(&w, "rule_index", a->rule_index);
-        w_int(&w, "action_index", a->action_index);
+        jsonw_member_str(&w, "rule", a->rule_name);
+        jsonw_member_int(&w, "rule_index", a->rule_index);
+        jsonw_member_int(&w, "action_index", a->action_index);
     }
     if (a->source == ROUTING_SRC_CARRIER)
-        w_str(&w, "keyword", a->keyword);
+        jsonw_member_str(&w, "keyword", a->keyword);
     if (a->text) {
-        w_strn(&w, "text", a->text, a->text_len);
-        w_str(&w, "mode", a->mode == ROUTING_REPLY_QUEUED ? "queued" : "twiml");
+        jsonw_member_strn(&w, "text", a->text, a->text_len);
+        jsonw_member_str(&w, "mode", a->mode == ROUTING_REPLY_QUEUED ? "queued" : "twiml");
     }
-    w_str(&w, "field", a->field);
-    w_strn(&w, "value", a->value, a->value_len);
+    jsonw_member_str(&w, "field", a->field);
+    jsonw_member_strn(&w, "value", a->value, a->value_len);
     if (a->noop)
         w_true(&w, "noop", 1);
     if (!sp || a->source != ROUTING_SRC_RULE)
         return w.rc ? BUF_ETOOBIG : 0;
     switch (sp->type) {
     case ROUTING_ACT_GO_TO_FLOW:
-        w_str(&w, "flow", sp->u.flow.flow);
-        w_str(&w, "endpoint", sp->u.flow.endpoint);
+        jsonw_member_str(&w, "flow", sp->u.flow.flow);
+        jsonw_member_str(&w, "endpoint", sp->u.flow.endpoint);
         break;
     case ROUTING_ACT_FILL_FORM:
-        w_str(&w, "form", sp->u.form.form);
-        w_int(&w, "fields", (long long)sp->u.form.n_fields);
+        jsonw_member_str(&w, "form", sp->u.form.form);
+        jsonw_member_int(&w, "fields", (long long)sp->u.form.n_fields);
         break;
     case ROUTING_ACT_FORWARD_SMS:
-        w_str(&w, "to", sp->u.forward.to);
+        jsonw_member_str(&w, "to", sp->u.forward.to);
         break;
     case ROUTING_ACT_AI_ASSISTANT:
-        w_str(&w, "endpoint", sp->u.ai.endpoint);
-        w_int(&w, "timeout_ms", sp->u.ai.timeout_ms);
-        w_str(&w, "prompt", sp->u.ai.prompt);
+        jsonw_member_str(&w, "endpoint", sp->u.ai.endpoint);
+        jsonw_member_int(&w, "timeout_ms", sp->u.ai.timeout_ms);
+        jsonw_member_str(&w, "prompt", sp->u.ai.prompt);
         break;
     case ROUTING_ACT_TRIGGER_AUTOMATION:
-        w_str(&w, "url", sp->u.automation.url);
-        w_str(&w, "event", sp->u.automation.event);
+        jsonw_member_str(&w, "url", sp->u.automation.url);
+        jsonw_member_str(&w, "event", sp->u.automation.event);
         w_true(&w, "signed", sp->u.automation.secret != NULL);
         break;
     case ROUTING_ACT_CREATE_LEAD:
-        w_str(&w, "lead_source", sp->u.lead.source);
+        jsonw_member_str(&w, "lead_source", sp->u.lead.source);
         break;
     case ROUTING_ACT_ADD_TAG:
     case ROUTING_ACT_REMOVE_TAG:
-        w_str(&w, "tag", sp->u.tag.tag);
+        jsonw_member_str(&w, "tag", sp->u.tag.tag);
         break;
     default:
         break;

@@ -1345,6 +1345,18 @@ static int is_e164(const char *s)
     return n >= 2 && n <= 15 && strspn(s + 1, "0123456789") == n;
 }
 
+/*
+ * A Twilio SID (MessageSid, AccountSid): letters and digits, 1 to 64 of them. Anything
+ * else is refused before the request joins a batch: a MessageSid that is not UTF-8, say,
+ * would fail the batched read of every request that shares it.
+ */
+static int is_sid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n >= 1 && n <= 64
+           && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") == n;
+}
+
 static void bad_request(webhook_t *wh, http_request_t *req, const char *why)
 {
     metrics_counter_add(wh->m_bad, 1);
@@ -1387,9 +1399,14 @@ static void on_sms(http_request_t *req, void *arg)
     if (!r->account)
         r->account = "";
     body = http_form_get(form, "Body");
-    if (!r->sid || !*r->sid || strlen(r->sid) > 64 || !is_e164(r->to) || !is_e164(r->from)) {
+    if (!is_sid(r->sid) || !is_e164(r->to) || !is_e164(r->from)) {
         free(r);
-        bad_request(wh, req, "MessageSid, To and From (E.164) are required\n");
+        bad_request(wh, req, "MessageSid (letters and digits), To and From (E.164) are required\n");
+        return;
+    }
+    if (*r->account && !is_sid(r->account)) {
+        free(r);
+        bad_request(wh, req, "AccountSid: letters and digits only\n");
         return;
     }
     buf_init(&r->body, 3 * WH_MAX_FIELD_LEN + 16);

@@ -143,6 +143,12 @@ r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMnope AccountSid=ACffff
 check "unknown receiving number: 404" "$r" "^404"
 r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMnofrom To=$OUR Body=x)
 check "missing From: 400" "$r" "^400"
+# A SID that is not letters and digits never reaches a batch (one that is not UTF-8
+# would fail the batched read of every request sharing it).
+r=$($POST "$URL" "$TOKEN" --sig "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" --raw "MessageSid=SM%FF%FE&AccountSid=$ACC&From=%2B14155550108&To=%2B15005550006&Body=x")
+check "MessageSid not letters and digits: 400" "$r" "^400.*MessageSid"
+r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMbadacc "AccountSid=AC-1" From=+14155550108 To=$OUR Body=x)
+check "AccountSid not letters and digits: 400" "$r" "^400.*AccountSid"
 
 # --- rules: every action ---
 doc=$(cat <<JSON

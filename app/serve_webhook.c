@@ -32,6 +32,7 @@
 #include "app/serve.h"
 #include "common/crypto.h"
 #include "common/jsonw.h"
+#include "common/utf8.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "compliance/segments.h"
@@ -707,11 +708,11 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
      * actions: the bodies of the TwiML replies joined by spaces (their words go into
      * the conversation's search document) and the add-tag tags without repeats, in
      * order, as a Postgres array literal. */
+    w.b = &text;
+    w.rc = 0;
     buf_init(&reply_words, SIZE_MAX);
     buf_init(&new_tags, SIZE_MAX);
     w.rc |= buf_append(&new_tags, "{", 1);
-    w.b = &text;
-    w.rc = 0;
     for (size_t i = 0; i < d->n_actions; i++) {
         const routing_out_action_t *a = &d->actions[i];
         const routing_action_t *spec = a->spec;
@@ -854,8 +855,9 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             dw_raw(&w, ",", 1);
             dw_raw(&w, reply.data, reply.len);
             /* A reply op is "queue" or "twiml": only the latter is batchable. */
-            fast = fast && a->mode != ROUTING_REPLY_QUEUED;
-            if (a->mode != ROUTING_REPLY_QUEUED) {
+            if (a->mode == ROUTING_REPLY_QUEUED) {
+                fast = 0;
+            } else {
                 if (reply_words.len)
                     w.rc |= buf_append(&reply_words, " ", 1);
                 w.rc |= buf_append(&reply_words, a->text, a->text_len);
@@ -895,7 +897,7 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
             w.rc |= buf_append(&new_tags, "}", 1);
             jsonw_member_str(&w, "tags", buf_str(&new_tags));
         }
-        if (d->form.op == ROUTING_FORM_SET && d->form.form && jsonw_utf8_ok(d->form.form, strlen(d->form.form))) {
+        if (d->form.op == ROUTING_FORM_SET && d->form.form && utf8_valid(d->form.form, strlen(d->form.form))) {
             jsonw_key(&w, "form");
             dw_open(&w);
             jsonw_member_str(&w, "op", "set");
@@ -911,14 +913,15 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
         scratch_give(&wh->s_text, &text);
         buf_close(&reply_words);
         buf_close(&new_tags);
-        if (w.rc != 0 || !jsonw_utf8_ok(r->sid, strlen(r->sid))) {
-            /* Only a MessageSid that is not UTF-8 gets here (the database refuses it first). */
+        if (w.rc != 0) {
+            /* None of these buffers has a limit, so only a failed size computation gets
+             * here; the MessageSid is letters and digits (is_sid) and cannot. */
             scratch_give(&wh->s_doc, &doc);
             json_decref(tagsj);
             json_decref(attrsj);
             json_decref(formj);
             rules_unref(rs);
-            wh_unavailable(r, "document not written (MessageSid not UTF-8?)");
+            wh_unavailable(r, "document not written");
             return;
         }
         r->doc = xmalloc(doc.len + 1);

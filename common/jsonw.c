@@ -5,28 +5,9 @@
 
 #include <string.h>
 
-int jsonw_utf8_ok(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < n) {
-        size_t k;
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        k = utf8_seq(p + i, n - i);
-        if (k == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 int jsonw_string(buf_t *b, const char *s, size_t n)
 {
-    if (!jsonw_utf8_ok(s, n))
+    if (!utf8_valid(s, n))
         return JSONW_EUTF8;
     return jsonw_string_utf8(b, s, n);
 }
@@ -96,7 +77,7 @@ void jsonw_key(jsonw_obj_t *w, const char *key)
 
 void jsonw_member_strn(jsonw_obj_t *w, const char *key, const char *v, size_t n)
 {
-    if (!v || !jsonw_utf8_ok(v, n))
+    if (!v || !utf8_valid(v, n))
         return;
     jsonw_key(w, key);
     w->rc |= jsonw_string_utf8(w->b, v, n);

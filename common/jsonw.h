@@ -13,11 +13,9 @@
 
 #define JSONW_EUTF8 (-2) /* the string is not well-formed UTF-8; nothing was appended */
 
-/* Whether s[0..n) is well-formed UTF-8 (what jansson accepts in a string). */
-int jsonw_utf8_ok(const char *s, size_t n);
 /* Appends s[0..n) as a quoted JSON string. Returns 0, BUF_ETOOBIG or JSONW_EUTF8. */
 __attribute__((warn_unused_result)) int jsonw_string(buf_t *b, const char *s, size_t n);
-/* The same for text the caller has checked with jsonw_utf8_ok(). Returns 0 or BUF_ETOOBIG. */
+/* The same for text the caller has checked with utf8_valid() (common/utf8.h). Returns 0 or BUF_ETOOBIG. */
 __attribute__((warn_unused_result)) int jsonw_string_utf8(buf_t *b, const char *s, size_t n);
 /* Appends v as a JSON integer (what jansson writes for json_integer(v)). Returns 0 or BUF_ETOOBIG. */
 __attribute__((warn_unused_result)) int jsonw_int(buf_t *b, long long v);

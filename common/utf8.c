@@ -36,3 +36,20 @@ size_t utf8_seq(const unsigned char *s, size_t avail)
             return 0;
     return need + 1;
 }
+
+int utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, k;
+
+    while (i < n) {
+        if (p[i] < 0x80) { /* ASCII without the call: most text is */
+            i++;
+            continue;
+        }
+        if ((k = utf8_seq(p + i, n - i)) == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}

@@ -11,4 +11,7 @@
  */
 size_t utf8_seq(const unsigned char *s, size_t avail);
 
+/* Whether s[0..n) is well-formed UTF-8 throughout (NUL bytes count as ASCII). */
+int utf8_valid(const char *s, size_t n);
+
 #endif

@@ -30,22 +30,14 @@ static int is_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
-int ingest_utf8_ok(const char *str, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0, k;
-
-    while (i < n) {
-        if (s[i] == '\0' || (k = utf8_seq(s + i, n - i)) == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 static int has_nul(const char *s, size_t n)
 {
     return memchr(s, '\0', n) != NULL;
+}
+
+int ingest_utf8_ok(const char *str, size_t n)
+{
+    return !has_nul(str, n) && utf8_valid(str, n);
 }
 
 int ingest_copy_escape(buf_t *out, const char *s, size_t n)

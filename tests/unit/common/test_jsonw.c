@@ -1,5 +1,6 @@
 /* jsonw_string() against jansson: the same text for every string jansson takes, and a refusal for the others. */
 #include "common/jsonw.h"
+#include "common/utf8.h"
 
 #include <jansson.h>
 #include <setjmp.h>
@@ -24,11 +25,11 @@ static void same_as_jansson(const char *s, size_t n)
     if (!j) {
         assert_int_equal(rc, JSONW_EUTF8);
         assert_int_equal(b.len, 1); /* nothing appended */
-        assert_false(jsonw_utf8_ok(s, n));
+        assert_false(utf8_valid(s, n));
     } else {
         char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
         assert_int_equal(rc, 0);
-        assert_true(jsonw_utf8_ok(s, n));
+        assert_true(utf8_valid(s, n));
         assert_string_equal(buf_str(&b) + 1, want);
         free(want);
         json_decref(j);

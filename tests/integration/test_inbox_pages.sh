@@ -128,6 +128,29 @@ check "a walk that reads all of its column's rows ends the list" \
 check "org B's words and tags are not org A's" \
   "$(sql "select count(*) from herald_inbox_page($ORG_A, null, 'rare', null, null, false, null, null, 500)")" "^16$"
 
+# Walks without words (migration 016) read their B-tree's INCLUDE columns only, on pages
+# vacuum marked all-visible, and the heap elsewhere: the same pages after a vacuum, and
+# after a walked row changes its tags and status (its old entries' page is no longer
+# all-visible).
+sql "vacuum conversations" >/dev/null
+t "vacuumed: status, common tag"       "'open', 'common', $n, $n, false"             "^([1-9][0-9]*:true *){4}$"
+t "vacuumed: status, number, tag"      "'open', 'common', '+15005550001', $n, false" "^([1-9][0-9]*:true *){4}$"
+t "vacuumed: unread, number, mid tag"  "$n, 'mid', '+15005550001', $n, true"         "^([1-9][0-9]*:true *){4}$"
+t "vacuumed: number, rare tag"         "$n, 'rare', '+15005550002', $n, false"       "^([1-9][0-9]*:true *){4}$"
+W=$(sql "select id from conversations where org_id = $ORG_A and status = 'open' and 'common' = any(tags) and unread > 0
+           and our_number = '+15005550001' order by last_message_at desc, id desc limit 1")
+in_page() { sql "select count(*) from herald_inbox_page($ORG_A, $1, null, null, 5000) where id = $W"; }
+check "walked: the newest open, unread, common conversation is on the page" \
+  "$(in_page "'open', 'common', '+15005550001', null, true")/$(in_page "null, 'common', null, null, true")" "^1/1$"
+sql "update conversations set tags = array_remove(tags, 'common') where id = $W" >/dev/null
+check "walked: a tag removed leaves the number's, unread's and status's pages" \
+  "$(in_page "'open', 'common', '+15005550001', null, false")/$(in_page "null, 'common', null, null, true")/$(in_page "'open', 'common', null, null, false")" "^0/0/0$"
+sql "update conversations set tags = tags || 'common'::text, status = 'closed' where id = $W" >/dev/null
+check "walked: closed, it leaves the open pages and joins the closed ones" \
+  "$(in_page "'open', 'common', '+15005550001', null, false")/$(in_page "'open', 'common', null, null, true")/$(in_page "'closed', 'common', '+15005550001', null, false")/$(in_page "'closed', 'common', null, null, false")" "^0/0/1/1$"
+t "changed: status, number, tag"       "'closed', 'common', '+15005550001', $n, false" "^([1-9][0-9]*:true *){4}$"
+t "changed: unread, tag"               "$n, 'common', $n, $n, true"                  "^([1-9][0-9]*:true *){4}$"
+
 # The place keys follow the row.
 C=$(sql "select id from conversations where org_id = $ORG_A and 'rare' = any(tags) order by last_message_at limit 1")
 first() { sql "select id from herald_inbox_page($ORG_A, null, 'rare', null, null, $1, null, null, 1)"; }

@@ -505,8 +505,9 @@ static void sock_close(sock_ctx_t *s)
 
 /*
  * Returns the poll context for fd, creating it on first use. Contexts live as long
- * as curl's socket: on_close_socket() closes them just before curl closes the fd,
- * so a context never outlives the descriptor it watches.
+ * as curl's socket: on_close_socket() closes them just before curl closes the fd
+ * (or the REMOVE of a socket never connected does, see on_curl_socket()), so a
+ * context never outlives the descriptor it watches.
  */
 static sock_ctx_t *sock_get(http_client_t *c, curl_socket_t fd)
 {
@@ -565,8 +566,20 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     if (what == CURL_POLL_REMOVE) {
         if (s != NULL) {
             curl_multi_assign(c->multi, fd, NULL);
+            /*
+             * A socket curl was not reading is not kept for reuse: it is still
+             * connecting (curl waits for writability only) or its request was cut
+             * short. curl 7.88 to 8.1 close a socket that never connected with a plain
+             * close(), without on_close_socket() and possibly before this REMOVE
+             * (curl#11439), so fd may already be closed or reused: forget it without
+             * another watch, which libuv would hand to epoll_ctl and abort on its EBADF.
+             */
+            if (!(s->events & UV_READABLE)) {
+                sock_close(s);
+                return 0;
+            }
             s->parked = 1;
-            sock_watch(s, s->events == 0 ? 0 : UV_READABLE);
+            sock_watch(s, UV_READABLE);
             if (!s->corked)
                 sock_cork(s, 1);
             /* An idle connection must not keep the loop alive. */

@@ -33,6 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -791,6 +794,63 @@ static void test_http_client_no_state_leak(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/*
+ * Requests that time out while still connecting: a listener that never accepts, its
+ * queue full, drops the SYNs. curl 7.88 to 8.1 close such a socket without the
+ * close-socket callback and then say REMOVE; watching that fd again made libuv abort
+ * (epoll_ctl: EBADF). Then a request on the same client to a server that answers.
+ */
+static void test_http_client_connect_timeout(void **state)
+{
+    uv_loop_t loop;
+    raw_srv_t srv;
+    http_client_t *hc = NULL;
+    http_client_config_t cfg = {.max_connections = 4, .timeout_ms = 300};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof(sa);
+    int lfd, filler[3];
+    hcap_t h[4];
+    char url[64];
+    (void)state;
+
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    for (int i = 0; i < 3; i++) {
+        filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(filler[i] >= 0);
+        assert_true(connect(filler[i], (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EINPROGRESS);
+    }
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(sa.sin_port));
+
+    uv_loop_init(&loop);
+    assert_int_equal(http_client_new(&loop, &cfg, &hc), 0);
+    memset(h, 0, sizeof(h));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(http_client_request(hc, "POST", url, NULL, "a=1", 3, NULL, on_http, &h[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        run_until(&loop, &h[i].done, 1);
+        assert_int_equal(h[i].curl_code, CURLE_OPERATION_TIMEDOUT);
+    }
+    for (int i = 0; i < 3; i++)
+        close(filler[i]);
+    close(lfd);
+
+    raw_srv_start(&loop, &srv, SRV_RAW);
+    srv.raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", srv.port);
+    memset(h, 0, sizeof(h));
+    h[0].close_me = hc;
+    assert_int_equal(http_client_request(hc, "GET", url, NULL, NULL, 0, NULL, on_http, &h[0]), 0);
+    run_until(&loop, &h[0].closed, 1);
+    assert_int_equal(h[0].status, 200);
+    raw_srv_close(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ------------------------------------------------------------------ simulator */
 
 typedef struct sim {
@@ -1063,6 +1123,7 @@ int main(void)
         cmocka_unit_test(test_raw_queue_and_close),
         cmocka_unit_test(test_http_client_limits),
         cmocka_unit_test(test_http_client_no_state_leak),
+        cmocka_unit_test(test_http_client_connect_timeout),
         cmocka_unit_test(test_sim_create_fetch_list),
         cmocka_unit_test(test_sim_magic_numbers),
         cmocka_unit_test(test_sim_faults),

@@ -202,7 +202,14 @@ p2=$!; pids+=("$p2")
 wait "$p1"; r1=$?; wait "$p2"; r2=$?
 sleep 0.3
 check "two processes: both exit 0" "$r1:$r2" "^0:0$"
-[ "$r1:$r2" = "0:0" ] || tail -n 5 "$dir/duo1.out" "$dir/duo2.out"
+if [ "$r1:$r2" != "0:0" ]; then
+  for k in 1 2; do
+    r=$([ "$k" = 1 ] && echo "$r1" || echo "$r2")
+    sig=$([ "$r" -gt 128 ] && echo " (signal $(kill -l $((r - 128)) 2>/dev/null || echo $((r - 128))))")
+    echo "  process $k exited $r$sig; duo$k.out ($(wc -c <"$dir/duo$k.out") bytes), last 20 lines:"
+    tail -n 20 "$dir/duo$k.out" | sed 's/^/    | /'
+  done
+fi
 check "two processes: ledger exactly once" "$(ledger_stats "$dir/l6.jsonl" duo)" "^250 0 250$"
 peak=$(ledger_peak "$dir/l6.jsonl" duo)
 check "two processes: no 1-second window above rate+burst (peak $peak <= 55)" "$((peak <= 55))" "^1$"

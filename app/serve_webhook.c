@@ -913,26 +913,23 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
         scratch_give(&wh->s_text, &text);
         buf_close(&reply_words);
         buf_close(&new_tags);
-        if (w.rc != 0) {
-            /* None of these buffers has a limit, so only a failed size computation gets
-             * here; the MessageSid is letters and digits (is_sid) and cannot. */
-            scratch_give(&wh->s_doc, &doc);
-            json_decref(tagsj);
-            json_decref(attrsj);
-            json_decref(formj);
-            rules_unref(rs);
-            wh_unavailable(r, "document not written");
-            return;
+        if (w.rc == 0) {
+            r->doc = xmalloc(doc.len + 1);
+            memcpy(r->doc, doc.data, doc.len + 1);
+            r->doc_len = doc.len;
         }
-        r->doc = xmalloc(doc.len + 1);
-        memcpy(r->doc, doc.data, doc.len + 1);
-        r->doc_len = doc.len;
         scratch_give(&wh->s_doc, &doc);
     }
     json_decref(tagsj);
     json_decref(attrsj);
     json_decref(formj);
     rules_unref(rs);
+    if (w.rc != 0) {
+        /* None of the buffers has a limit, so only a failed size computation gets here;
+         * the MessageSid is letters and digits (is_sid) and cannot. */
+        wh_unavailable(r, "document not written");
+        return;
+    }
 
     wh_set_state(r, WH_APPLY);
     fast = fast && d->form.op == ROUTING_FORM_KEEP;

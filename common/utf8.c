@@ -37,7 +37,7 @@ size_t utf8_seq(const unsigned char *s, size_t avail)
     return need + 1;
 }
 
-int utf8_valid(const char *s, size_t n)
+size_t utf8_valid_prefix(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, k;
@@ -48,8 +48,13 @@ int utf8_valid(const char *s, size_t n)
             continue;
         }
         if ((k = utf8_seq(p + i, n - i)) == 0)
-            return 0;
+            break;
         i += k;
     }
-    return 1;
+    return i;
+}
+
+int utf8_valid(const char *s, size_t n)
+{
+    return utf8_valid_prefix(s, n) == n;
 }

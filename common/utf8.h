@@ -11,7 +11,9 @@
  */
 size_t utf8_seq(const unsigned char *s, size_t avail);
 
-/* Whether s[0..n) is well-formed UTF-8 throughout (NUL bytes count as ASCII). */
+/* The length of the longest well-formed UTF-8 prefix of s[0..n) (NUL bytes count as ASCII). */
+size_t utf8_valid_prefix(const char *s, size_t n);
+/* Whether s[0..n) is well-formed UTF-8 throughout: utf8_valid_prefix(s, n) == n. */
 int utf8_valid(const char *s, size_t n);
 
 #endif

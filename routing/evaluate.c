@@ -67,7 +67,7 @@ void routing_decision_close(routing_decision_t *d)
 static void prepare_body(struct routing_scratch *s, const char *body, size_t len, unsigned *flags)
 {
     const unsigned char *b = (const unsigned char *)body;
-    size_t i = 0, o = 0;
+    size_t i, o = 0;
 
     if (len > ROUTING_MAX_BODY) {
         len = ROUTING_MAX_BODY;
@@ -75,12 +75,7 @@ static void prepare_body(struct routing_scratch *s, const char *body, size_t len
             len--;
         *flags |= ROUTING_F_BODY_CUT;
     }
-    while (i < len) {
-        size_t k = utf8_seq(b + i, len - i);
-        if (k == 0)
-            break;
-        i += k;
-    }
+    i = utf8_valid_prefix(body, len);
     s->have_present = 0;
     s->have_cand = 0;
     if (i == len) {

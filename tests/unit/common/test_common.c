@@ -110,6 +110,18 @@ static void test_utf8_seq(void **state)
         assert_int_equal(utf8_seq((const unsigned char *)cases[i].bytes, cases[i].avail), cases[i].want);
 }
 
+static void test_utf8_valid_prefix(void **state)
+{
+    (void)state;
+    assert_int_equal(utf8_valid_prefix("", 0), 0);
+    assert_int_equal(utf8_valid_prefix("caf\xc3\xa9 ok", 8), 8);
+    assert_int_equal(utf8_valid_prefix("caf\xc3\xa9\x80 ok", 9), 5);  /* stops at the lone continuation */
+    assert_int_equal(utf8_valid_prefix("ab\xe2\x82", 4), 2);           /* a truncated sequence at the end */
+    assert_int_equal(utf8_valid_prefix("a\0b", 3), 3);                  /* NUL counts as ASCII */
+    assert_true(utf8_valid("\xf0\x9f\x98\x80", 4));
+    assert_false(utf8_valid("\xed\xa0\x80", 3));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +130,7 @@ int main(void)
         cmocka_unit_test(test_mask_phone),
         cmocka_unit_test(test_dotenv),
         cmocka_unit_test(test_utf8_seq),
+        cmocka_unit_test(test_utf8_valid_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,8 +48,8 @@ DECLARE
     cur_id bigint := 0;
     newest timestamptz;
     covered boolean := wq IS NULL;  -- the walk reads only the index
-    walk int := CASE WHEN wq IS NULL THEN 4 ELSE 2 END * lim;  -- the rows the next stage walks at most
-    most int := CASE WHEN wq IS NULL THEN 60 ELSE 20 END * lim;  -- the longest walk worth taking
+    walk int := CASE WHEN covered THEN 4 ELSE 2 END * lim;  -- the rows the next stage walks at most
+    most int := CASE WHEN covered THEN 60 ELSE 20 END * lim;  -- the longest walk worth taking
     walked int := 0;        -- the rows walked, and their matches
     need int := lim;
     got int := 0;

@@ -79,10 +79,15 @@ static void on_page(db_t *db, const PGresult *res, const char *err, void *arg)
     } else if (c->op == CRM_MESSAGES && !c->exists) {
         serve_json_error(c->req, 404, "conversation not found");
     } else {
+        int rc;
         buf_init(&out, 64u << 20);
-        if (inbox_page_json(res, c->st.limit, cursor_fn, &out) != 0)
+        rc = inbox_page_json(res, &c->st, cursor_fn, &out);
+        if (rc == BUF_ETOOBIG) {
             serve_json_error(c->req, 500, "response too large");
-        else
+        } else if (rc != 0) {
+            log_error("crm: a conversation's columns cannot be written as JSON (%d)", rc);
+            serve_json_error(c->req, 500, "internal error");
+        } else
             http_respond(c->req, 200, "application/json", NULL, buf_str(&out), out.len);
         buf_close(&out);
     }
@@ -96,10 +101,11 @@ static void on_exists(db_t *db, const PGresult *res, const char *err, void *arg)
     c->exists = !err && PQntuples(res) == 1;
 }
 
-/* Single-row answers: the row's JSON, or 404. */
+/* Single-row answers: the conversation's JSON, or 404. */
 static void on_row(db_t *db, const PGresult *res, const char *err, void *arg)
 {
     crm_req_t *c = arg;
+    buf_t out;
 
     serve_db_report(c->ctx, db, res, err);
     if (err) {
@@ -108,7 +114,16 @@ static void on_row(db_t *db, const PGresult *res, const char *err, void *arg)
     } else if (PQntuples(res) != 1) {
         serve_json_error(c->req, 404, "conversation not found");
     } else {
-        respond_json(c->req, 200, PQgetvalue(res, 0, 0));
+        int rc;
+        buf_init(&out, 1u << 20);
+        rc = inbox_conversation_json_row(res, 0, 0, &out);
+        if (rc != 0) {
+            log_error("crm: a conversation's columns cannot be written as JSON (%d)", rc);
+            serve_json_error(c->req, 500, "internal error");
+        } else {
+            http_respond(c->req, 200, "application/json", NULL, buf_str(&out), out.len);
+        }
+        buf_close(&out);
     }
     crm_free(c);
 }
@@ -280,13 +295,7 @@ static void authed(http_request_t *req, int64_t org_id, void *arg)
             rc = db_query(db, buf_str(&c->st.sql), c->st.nparams, c->st.params, on_page, c);
         break;
     case CRM_GET:
-        rc = db_query(db,
-                      "SELECT json_build_object('id', c.id, 'our_number', c.our_number, 'contact', c.contact_e164,"
-                      " 'status', c.status, 'unread', c.unread, 'last_message_at', c.last_message_at,"
-                      " 'last_message_preview', c.last_message_preview, 'last_campaign_id', c.last_campaign_id,"
-                      " 'tags', c.tags, 'form_state', c.form_state, 'created_at', c.created_at)::text"
-                      " FROM conversations c WHERE c.org_id = $1 AND c.id = $2",
-                      2, p, on_row, c);
+        rc = db_query(db, inbox_sql_conversation, 2, p, on_row, c);
         break;
     case CRM_READ:
         rc = db_query(db, inbox_sql_mark_read, 2, p, on_row, c);

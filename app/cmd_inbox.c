@@ -51,8 +51,8 @@ static int print_page(cli_session_t *s, inbox_stmt_t *st, int json, int messages
         return 1;
     }
     buf_init(&out, 64u << 20);
-    if (inbox_page_json(r, st->limit, cursor_fn, &out) != 0) {
-        fprintf(stderr, "herald: inbox: page too large\n");
+    if (inbox_page_json(r, st, cursor_fn, &out) != 0) {
+        fprintf(stderr, "herald: inbox: page too large or malformed\n");
         rc = 1;
     } else if (json) {
         printf("%s\n", buf_str(&out));
@@ -66,9 +66,11 @@ static int print_page(cli_session_t *s, inbox_stmt_t *st, int json, int messages
                        PQgetvalue(r, i, 5), atoi(PQgetvalue(r, i, 7)) ? "\t[media]" : "",
                        PQgetvalue(r, i, 6)[0] ? "" : "");
             else
-                printf("%s\t%s\t%s\t%s\tunread=%s\t%s\t[%s]\t%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 8),
-                       PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 6), PQgetvalue(r, i, 5),
-                       PQgetvalue(r, i, 7), PQgetvalue(r, i, 9));
+                printf("%s\t%s\t%s\t%s\tunread=%s\t%s\t[%s]\t%s\n", PQgetvalue(r, i, INBOX_CONV_ID),
+                       PQgetvalue(r, i, INBOX_CONV_PREVIEW), PQgetvalue(r, i, INBOX_CONV_OUR_NUMBER),
+                       PQgetvalue(r, i, INBOX_CONV_CONTACT), PQgetvalue(r, i, INBOX_CONV_UNREAD),
+                       PQgetvalue(r, i, INBOX_CONV_STATUS), PQgetvalue(r, i, INBOX_CONV_DISPLAY_TIME),
+                       PQgetvalue(r, i, INBOX_CONV_DISPLAY_TAGS));
         }
         if ((size_t)PQntuples(r) > st->limit) {
             char cur[64];
@@ -223,8 +225,15 @@ int cmd_inbox(int argc, char **argv)
         if (PQntuples(r) != 1) {
             fprintf(stderr, "herald: conversation %s not found\n", ids);
         } else if (strcmp(sub, "reply") != 0) {
-            printf("%s\n", PQgetvalue(r, 0, 0));
-            rc = 0;
+            buf_t out;
+            buf_init(&out, 1u << 20);
+            if (inbox_conversation_json_row(r, 0, 0, &out) != 0) {
+                fprintf(stderr, "herald: inbox: conversation %s cannot be written as JSON\n", ids);
+            } else {
+                printf("%s\n", buf_str(&out));
+                rc = 0;
+            }
+            buf_close(&out);
         } else if (strcmp(PQgetvalue(r, 0, 0), "suppressed") == 0) {
             fprintf(stderr, "herald: the contact has opted out (suppressed): reply not sent\n");
         } else {

@@ -50,6 +50,9 @@ typedef struct crm_req {
 
 static crm_route_t routes[7];
 
+/* The conversation list, prepared on every pooled connection (inbox_sql_conversations). */
+static const char list_stmt[] = "crm_conversations";
+
 static void crm_free(crm_req_t *c)
 {
     if (c->have_st)
@@ -286,7 +289,8 @@ static void authed(http_request_t *req, int64_t org_id, void *arg)
     }
     switch (rt->op) {
     case CRM_LIST:
-        rc = db_query(db, buf_str(&c->st.sql), c->st.nparams, c->st.params, on_page, c);
+        /* The filter has no display columns, so st's SQL is the prepared statement's. */
+        rc = db_exec_prepared(db, list_stmt, c->st.nparams, c->st.params, on_page, c);
         break;
     case CRM_MESSAGES:
         /* Both run on one connection, so on_exists has run when on_page does. */
@@ -335,6 +339,7 @@ int api_crm_attach(serve_ctx_t *ctx)
         {"POST", "/crm/inbox/conversations/{id}/reopen", CRM_REOPEN},
     };
 
+    serve_db_statement(ctx, list_stmt, inbox_sql_conversations);
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         routes[i].ctx = ctx;
         routes[i].op = table[i].op;

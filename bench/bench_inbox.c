@@ -439,7 +439,8 @@ static int client_get(client_t *c, const char *path)
     c->body = c->buf + head;
     c->body_len = total - head;
     c->rows = 0;
-    for (p = c->body; (p = strstr(p, "{\"id\" : ")) != NULL; p++)
+    /* Conversations are compact JSON, messages Postgres's json_build_object() ("id" : 1). */
+    for (p = c->body; (p = strstr(p, "{\"id\"")) != NULL; p++)
         c->rows++;
     c->cursor[0] = '\0';
     p = strstr(c->body, "\"next_cursor\":\"");

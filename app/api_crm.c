@@ -90,8 +90,9 @@ static void on_page(db_t *db, const PGresult *res, const char *err, void *arg)
         } else if (rc != 0) {
             log_error("crm: a conversation's columns cannot be written as JSON (%d)", rc);
             serve_json_error(c->req, 500, "internal error");
-        } else
+        } else {
             http_respond(c->req, 200, "application/json", NULL, buf_str(&out), out.len);
+        }
         buf_close(&out);
     }
     crm_free(c);
@@ -118,7 +119,7 @@ static void on_row(db_t *db, const PGresult *res, const char *err, void *arg)
         serve_json_error(c->req, 404, "conversation not found");
     } else {
         int rc;
-        buf_init(&out, 1u << 20);
+        buf_init(&out, 64u << 20);
         rc = inbox_conversation_json_row(res, 0, 0, &out);
         if (rc != 0) {
             log_error("crm: a conversation's columns cannot be written as JSON (%d)", rc);

@@ -226,7 +226,7 @@ int cmd_inbox(int argc, char **argv)
             fprintf(stderr, "herald: conversation %s not found\n", ids);
         } else if (strcmp(sub, "reply") != 0) {
             buf_t out;
-            buf_init(&out, 1u << 20);
+            buf_init(&out, 64u << 20);
             if (inbox_conversation_json_row(r, 0, 0, &out) != 0) {
                 fprintf(stderr, "herald: inbox: conversation %s cannot be written as JSON\n", ids);
             } else {

@@ -38,8 +38,8 @@ static const char *const gsm_templates[] = {
 
 static const char *const ucs2_templates[] = {
     "Hi %s 👋 our summer sale is ON ☀️ 30%% off everything today only! Code: SUN30 🎉",
-    "Bonjour %s, votre commande n°%d est prête ✅ Retrait en magasin dès demain. Répondez STOP pour "
-    "vous désinscrire",
+    ("Bonjour %s, votre commande n°%d est prête ✅ Retrait en magasin dès demain. Répondez STOP pour "
+     "vous désinscrire"),
     "%s, спасибо за заказ №%d! Доставка завтра с 10:00 до 14:00 🚚",
     "Happy birthday %s 🎂🎁 enjoy a free coffee ☕ on us this week 👨‍👩‍👧‍👦 bring the family! 🇺🇸",
     "Olá %s! A sua encomenda %d foi enviada 📦 Obrigado 🙏🏽",

@@ -58,6 +58,9 @@ static int read_field(reader_t *r, int *field, int *wt, uint64_t *value, reader_
 {
     uint64_t key, n;
 
+    *value = 0; /* only the payload of the wire type read is set below */
+    sub->p = sub->end = r->p;
+    sub->bad = 0;
     if (r->p >= r->end || r->bad)
         return 0;
     key = read_varint(r);

@@ -16,6 +16,9 @@ run_suite() {
 }
 
 run_suite build
+# -O3 sees more of gcc's flow warnings (-Wmaybe-uninitialized) than -O2: compile only.
+echo "== build build-release"
+bash scripts/build.sh build-release -DCMAKE_BUILD_TYPE=Release || status=1
 # Sanitizers: ASan + UBSan, abort on the first report.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -61,7 +61,7 @@ static void test_table(void **state)
     buf_init(&body, 1 << 16);
     buf_init(&out, 1 << 16);
     while (fgets(line, sizeof(line), f)) {
-        char *field[9], *p = line;
+        char *field[9] = {0}, *p = line;
         footer_policy_t policy;
         footer_result_t res;
         const char *footer;

@@ -127,7 +127,7 @@ static void test_table(void **state)
     assert_non_null(f);
     buf_init(&text, 1 << 20);
     while (fgets(line, sizeof(line), f)) {
-        char *field[6], *p = line;
+        char *field[6] = {0}, *p = line;
         unsigned segs;
         size_t chars, units;
         sms_info_t info;

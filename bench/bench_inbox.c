@@ -4,6 +4,7 @@
  * `herald serve`, on an inbox of a million messages in 100,000 conversations.
  *
  *   bench_inbox --herald build/herald [--messages N] [--requests N] [--keep] [--db NAME] [--verbose]
+ *               [--log FILE]
  *
  * Uses DATABASE_URL (else the embedded cluster): creates a database of its own,
  * migrates it, and generates with set-based SQL one org of N messages (default
@@ -22,7 +23,8 @@
  *
  * --keep keeps the database (its name is printed); --db NAME reuses one kept before
  * (generating only when it has no bench data); --verbose prints the three slowest
- * requests of each kind. The load average is printed at the
+ * requests of each kind; --log FILE writes every timed request (kind, ms, rows, path),
+ * one per line, for a closer look at a tail. The load average is printed at the
  * start and the end: other work on the machine skews every figure.
  */
 #include "bench/benchdb.h"
@@ -96,6 +98,8 @@ typedef struct client {
     char cursor[128];
     int rows;
 } client_t;
+
+static FILE *req_log; /* --log: every timed request */
 
 /* The buffers here are sized by this file's own text, never by input. */
 static void must(int rc)
@@ -504,8 +508,12 @@ static int walk(client_t *c, const char *base, int pages, int timed_from, stats_
             fprintf(stderr, "bench_inbox: GET %s: %d rows on a page that is not the last\n", path, c->rows);
             return -1;
         }
-        if (s && page >= timed_from)
-            stats_add(s, (now_s() - t0) * 1e3, c->rows, path);
+        if (s && page >= timed_from) {
+            double ms = (now_s() - t0) * 1e3;
+            stats_add(s, ms, c->rows, path);
+            if (req_log)
+                fprintf(req_log, "%s\t%.3f\t%d\t%s\n", s->name, ms, c->rows, path);
+        }
         got++;
     }
     return got;
@@ -725,12 +733,20 @@ int main(int argc, char **argv)
             keep = 1;
         else if (strcmp(argv[i], "--verbose") == 0)
             verbose = 1;
-        else
+        else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) {
+            if (req_log)
+                fclose(req_log);
+            req_log = fopen(argv[++i], "w");
+            if (!req_log) {
+                fprintf(stderr, "bench_inbox: %s: %s\n", argv[i], strerror(errno));
+                return 2;
+            }
+        } else
             herald = NULL, i = argc;
     }
     if (!herald || messages < 1000 || requests < 1) {
         fprintf(stderr, "usage: bench_inbox --herald PATH [--messages N] [--requests N] [--keep] [--db NAME] "
-                        "[--verbose]\n");
+                        "[--verbose] [--log FILE]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -870,6 +886,10 @@ out:
     free(conv_ids);
     for (int k = 0; k < K_COUNT; k++)
         free(st[k].ms);
+    if (req_log && fclose(req_log) != 0 && rc == 0) {
+        fprintf(stderr, "bench_inbox: --log: %s\n", strerror(errno));
+        rc = 1;
+    }
     benchdb_clear(&b);
     free(b.err);
     b.err = NULL;

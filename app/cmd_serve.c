@@ -404,6 +404,26 @@ static int parse_listen(const char *s, serve_config_t *cfg)
     return 0;
 }
 
+/* An unsigned setting from the environment: dflt when unset, else lo..hi or an error. */
+static int env_range(const char *name, unsigned dflt, unsigned lo, unsigned hi, unsigned *out)
+{
+    const char *v = getenv(name);
+    char *end;
+    unsigned long n;
+
+    *out = dflt;
+    if (!v || !*v)
+        return 0;
+    errno = 0;
+    n = strtoul(v, &end, 10);
+    if (errno || *end || v[0] == '-' || n < lo || n > hi) {
+        fprintf(stderr, "herald: %s: expected %u..%u\n", name, lo, hi);
+        return -1;
+    }
+    *out = (unsigned)n;
+    return 0;
+}
+
 static int load_config(serve_config_t *cfg, const char *listen_opt)
 {
     const char *v;
@@ -459,6 +479,9 @@ static int load_config(serve_config_t *cfg, const char *listen_opt)
         }
         cfg->max_uploads = (size_t)n;
     }
+    if (env_range("HERALD_JOB_LEASE_S", 300, 1, 86400, &cfg->job_lease_s) != 0 ||
+        env_range("HERALD_JOB_SWEEP_MS", 30000, 100, 3600000, &cfg->job_sweep_ms) != 0)
+        return -1;
     v = getenv("HERALD_WEBHOOK_INSECURE");
     cfg->webhook_insecure = v && strcmp(v, "1") == 0;
     v = getenv("TWILIO_AUTH_TOKEN");

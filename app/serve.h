@@ -42,6 +42,8 @@ typedef struct serve_config {
     char port_file[512];      /* --port-file: the bound port is written there; "" for none */
     uint64_t max_upload_bytes; /* HERALD_MAX_UPLOAD_BYTES: CSV upload body cap (default 1 GiB) */
     size_t max_uploads;        /* HERALD_MAX_UPLOADS: uploads in progress at once (default 2) */
+    unsigned job_lease_s;      /* HERALD_JOB_LEASE_S: a pending post-commit call is another's to retry after this (300) */
+    unsigned job_sweep_ms;     /* HERALD_JOB_SWEEP_MS: how often pending calls are looked for (30000) */
 } serve_config_t;
 
 struct serve_stmt {

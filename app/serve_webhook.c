@@ -25,8 +25,11 @@
  * own transaction, which gives exactly the single-request outcome.
  * Any database failure answers 503 so that Twilio retries; nothing answers 200
  * unless the message is committed. Actions that call out (go-to-flow, ai-assistant,
- * trigger-automation) are recorded in that transaction as events and performed
- * after the commit by jobs (job_*), which record their outcome as further events.
+ * trigger-automation) are recorded in that transaction as events ("status": "pending")
+ * and performed after the commit by jobs (job_*), which record their outcome as a
+ * further event and set the pending one "done" in one statement. A call left pending
+ * (a crash, SIGTERM during a backoff, too many in flight) is claimed by a later sweep
+ * (on_sweep, migration 017) of this or another process once its lease has run out.
  */
 #include "app/org_creds.h"
 #include "app/serve.h"
@@ -73,6 +76,8 @@ typedef struct webhook {
     routing_registry_t *registry;
     routing_decision_t decision;
     int closing;
+    uv_timer_t sweep_timer; /* looks for pending calls to make again (017) */
+    int sweeping;           /* a claim is in flight */
     struct job *jobs; /* pending post-commit jobs */
     size_t n_jobs;
     metrics_counter_t *m_ok, *m_dup, *m_bad, *m_forbidden, *m_unknown, *m_unavailable;
@@ -169,8 +174,41 @@ static const char ctx_batch_sql[] =
     " FROM herald_inbound_context_batch($1::text[], $2::text[], $3::text[], $4::text[])";
 static const char apply_sql[] = "SELECT herald_inbound_apply($1::jsonb)::text";
 static const char apply_batch_sql[] = "SELECT herald_inbound_apply_batch($1::jsonb)::text";
-static const char event_sql[] = "INSERT INTO conversation_events (org_id, conversation_id, message_id, rule_name,"
-                                " action, detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)";
+/*
+ * A call's outcome: a new event, and its pending event (017) set to "done" in the same
+ * statement. Nothing is written when no pending event is left (another process recorded
+ * the outcome first). After a commit the job knows its message, not its event: the
+ * oldest pending event of that message, action and rule is the one.
+ */
+static const char event_sql[] =
+    "WITH done AS (UPDATE conversation_events e SET detail = jsonb_set(e.detail, '{status}', '\"done\"')"
+    " WHERE e.id = (SELECT p.id FROM conversation_events p WHERE p.message_id = $3 AND (p.detail->>'status') = 'pending'"
+    " AND p.org_id = $1 AND p.action = $5 AND p.rule_name IS NOT DISTINCT FROM $4 AND ($7::bigint IS NULL OR p.id = $7)"
+    " ORDER BY p.id LIMIT 1) RETURNING e.id)"
+    " INSERT INTO conversation_events (org_id, conversation_id, message_id, rule_name, action, detail)"
+    " SELECT $1, $2, $3, $4, $5, $6::jsonb FROM done";
+
+/*
+ * The sweep (017): claims pending calls whose lease ran out ($1 s after the event or the
+ * last claim), except those of messages this process is calling for ($3), and returns
+ * what a call needs: its event, the message, and the signing secret of a
+ * trigger-automation that had one, from the live rule set (events never hold secrets).
+ */
+static const char claim_sql[] =
+    "UPDATE conversation_events e SET detail = e.detail || jsonb_build_object('lease_until',"
+    " now() + $1::int * interval '1 second')"
+    " FROM (SELECT p.id FROM conversation_events p WHERE (p.detail->>'status') = 'pending'"
+    " AND coalesce((p.detail->>'lease_until')::timestamptz, p.created_at + $1::int * interval '1 second') < now()"
+    " AND p.message_id <> ALL ($3::bigint[]) ORDER BY p.id LIMIT $2::int FOR UPDATE OF p SKIP LOCKED) c,"
+    " messages m, conversations v"
+    " WHERE e.id = c.id AND m.id = e.message_id AND v.id = e.conversation_id"
+    " RETURNING e.id, e.org_id, e.conversation_id, e.message_id, e.rule_name, e.action, e.detail::text,"
+    " coalesce(m.message_sid, ''), m.body, v.our_number, v.contact_e164,"
+    " (e.created_at < now() - interval '1 day')::int,"
+    " (SELECT a->>'secret' FROM rule_sets rs CROSS JOIN LATERAL jsonb_array_elements(rs.document->'rules') r"
+    " CROSS JOIN LATERAL jsonb_array_elements(r->'actions') a WHERE e.action = 'trigger-automation'"
+    " AND rs.org_id = e.org_id AND rs.number = v.our_number AND rs.active AND r->>'name' = e.rule_name"
+    " AND a->>'type' = 'trigger-automation' AND a->>'url' = e.detail->>'url' AND a ? 'secret' LIMIT 1)";
 static const char history_sql[] =
     "SELECT coalesce(json_agg(json_build_object('direction', direction, 'body', body, 'at', created_at)"
     " ORDER BY id), '[]')::text FROM (SELECT id, direction, body, created_at FROM messages"
@@ -241,6 +279,7 @@ typedef struct job {
     unsigned attempts;
     unsigned timeout_ms;
     int64_t org_id, conv_id, msg_id;
+    int64_t event_id; /* the pending event, when a sweep claimed it; 0 after a commit (found by message) */
     char *rule;
     char *url;
     char *secret;
@@ -291,26 +330,51 @@ static void on_job_recorded(db_t *db, const PGresult *res, const char *err, void
 }
 
 /* Records the outcome as an event (and, for an AI answer, queues the reply first). */
-static void job_record(job_t *j, json_t *detail, int ok)
+/* Sends the outcome statement (wh_event) of job j's call; -1 when it could not be sent. */
+static int outcome_send(const job_t *j, json_t *detail, db_cb cb, void *arg)
 {
     webhook_t *wh = j->wh;
     db_t *db = wh->closing ? NULL : serve_db(wh->ctx);
-    char org[24], conv[24], msg[24];
+    char org[24], conv[24], msg[24], ev[24];
     char *d = json_dumps(detail, JSON_COMPACT);
-    const char *p[6] = {org, conv, msg, j->rule, j->action, d};
+    const char *p[7] = {org, conv, msg, j->rule, j->action, d, j->event_id ? ev : NULL};
+    int rc;
 
-    metrics_counter_add(ok ? wh->m_jobs_ok : wh->m_jobs_failed, 1);
     snprintf(org, sizeof(org), "%" PRId64, j->org_id);
     snprintf(conv, sizeof(conv), "%" PRId64, j->conv_id);
     snprintf(msg, sizeof(msg), "%" PRId64, j->msg_id);
+    snprintf(ev, sizeof(ev), "%" PRId64, j->event_id);
+    rc = !db || !d || db_exec_prepared(db, "wh_event", 7, p, cb, arg) != 0 ? -1 : 0;
+    free(d);
+    return rc;
+}
+
+static void job_record(job_t *j, json_t *detail, int ok)
+{
+    metrics_counter_add(ok ? j->wh->m_jobs_ok : j->wh->m_jobs_failed, 1);
     j->state = JOB_RECORDING;
-    if (!db || db_exec_prepared(db, "wh_event", 6, p, on_job_recorded, j) != 0) {
-        log_error("job %s: outcome not recorded (database unavailable)", j->action);
+    if (outcome_send(j, detail, on_job_recorded, j) != 0) {
+        log_error("job %s: outcome not recorded (database unavailable): a sweep makes the call again", j->action);
         j->recorded = 1;
         if (!j->http_pending)
             job_close(j);
     }
-    free(d);
+}
+
+static void on_given_up_recorded(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    webhook_t *wh = arg;
+    serve_db_report(wh->ctx, db, res, err);
+    if (err)
+        log_error("job sweep: could not record a call given up: %s", err);
+}
+
+/* Records the outcome of a claimed call that is not made (j is not in the job list). */
+static void job_record_detached(const job_t *j, json_t *detail)
+{
+    metrics_counter_add(j->wh->m_jobs_failed, 1);
+    if (outcome_send(j, detail, on_given_up_recorded, j->wh) != 0)
+        log_error("job %s: outcome not recorded (database unavailable)", j->action);
 }
 
 static void on_ai_reply_queued(db_t *db, const PGresult *res, const char *err, void *arg)
@@ -473,21 +537,33 @@ static void on_ai_history(db_t *db, const PGresult *res, const char *err, void *
     job_call(j);
 }
 
-/* Starts the post-commit job for one async action (spec: {"type", "url", ...}). */
-static void job_start(webhook_t *wh, const wh_req_t *r, json_t *spec, int64_t conv, int64_t msg)
+/* Where a job's call comes from: the committed message, and its event when a sweep claimed it. */
+typedef struct job_origin {
+    int64_t org_id, conv_id, msg_id, event_id;
+    const char *sid, *from, *to, *body;
+    size_t body_len;
+} job_origin_t;
+
+/* Starts the job of one async action (spec: {"type", "url", ...}). */
+static void job_start(webhook_t *wh, const job_origin_t *o, json_t *spec)
 {
     const char *type = json_string_value(json_object_get(spec, "type"));
     const char *url = json_string_value(json_object_get(spec, "url"));
     json_t *payload;
     job_t *j;
 
-    if (!url || !*url || wh->n_jobs >= JOB_MAX_PENDING)
+    if (!url || !*url)
         return;
+    if (wh->n_jobs >= JOB_MAX_PENDING) {
+        log_warn("job %s: %d calls in flight: left pending for a sweep", type, JOB_MAX_PENDING);
+        return;
+    }
     j = xcalloc(1, sizeof(*j));
     j->wh = wh;
-    j->org_id = r->org_id;
-    j->conv_id = conv;
-    j->msg_id = msg;
+    j->org_id = o->org_id;
+    j->conv_id = o->conv_id;
+    j->msg_id = o->msg_id;
+    j->event_id = o->event_id;
     j->url = xstrdup(url);
     j->action = xstrdup(type);
     j->rule = json_string_value(json_object_get(spec, "rule")) ? xstrdup(json_string_value(json_object_get(spec, "rule")))
@@ -507,9 +583,9 @@ static void job_start(webhook_t *wh, const wh_req_t *r, json_t *spec, int64_t co
     payload = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s%}", "event",
                         json_string_value(json_object_get(spec, "event")) ? json_string_value(json_object_get(spec, "event"))
                                                                           : type,
-                        "org_id", (json_int_t)r->org_id, "conversation_id", (json_int_t)conv, "message_id",
-                        (json_int_t)msg, "message_sid", r->sid, "from", r->from, "to", r->to, "body",
-                        buf_str(&r->body), r->body.len);
+                        "org_id", (json_int_t)o->org_id, "conversation_id", (json_int_t)o->conv_id, "message_id",
+                        (json_int_t)o->msg_id, "message_sid", o->sid, "from", o->from, "to", o->to, "body", o->body,
+                        o->body_len);
     if (json_object_get(spec, "flow"))
         json_object_set(payload, "flow", json_object_get(spec, "flow"));
     if (json_object_get(spec, "prompt"))
@@ -527,13 +603,131 @@ static void job_start(webhook_t *wh, const wh_req_t *r, json_t *spec, int64_t co
         char org[24], cv[24];
         const char *p[2] = {org, cv};
         db_t *db = serve_db(wh->ctx);
-        snprintf(org, sizeof(org), "%" PRId64, r->org_id);
-        snprintf(cv, sizeof(cv), "%" PRId64, conv);
+        snprintf(org, sizeof(org), "%" PRId64, o->org_id);
+        snprintf(cv, sizeof(cv), "%" PRId64, o->conv_id);
         j->state = JOB_HISTORY;
         if (db && db_exec_prepared(db, "wh_history", 2, p, on_ai_history, j) == 0)
             return;
     }
     job_call(j);
+}
+
+/* ---- the sweep: pending calls of other processes, or of this one before a restart (017) ---- */
+
+#define JOB_SWEEP_BATCH 100
+
+/* A claimed event's call, made again: its spec comes back from the event's detail. */
+static void job_resume(webhook_t *wh, const PGresult *res, int row)
+{
+    const char *action = PQgetvalue(res, row, 5);
+    const char *secret = PQgetisnull(res, row, 12) ? NULL : PQgetvalue(res, row, 12);
+    json_t *detail = json_loads(PQgetvalue(res, row, 6), 0, NULL);
+    json_t *spec = json_pack("{s:s}", "type", action);
+    job_origin_t o = {
+        .org_id = strtoll(PQgetvalue(res, row, 1), NULL, 10),
+        .conv_id = strtoll(PQgetvalue(res, row, 2), NULL, 10),
+        .msg_id = strtoll(PQgetvalue(res, row, 3), NULL, 10),
+        .event_id = strtoll(PQgetvalue(res, row, 0), NULL, 10),
+        .sid = PQgetvalue(res, row, 7),
+        .body = PQgetvalue(res, row, 8),
+        .body_len = (size_t)PQgetlength(res, row, 8),
+        .to = PQgetvalue(res, row, 9),
+        .from = PQgetvalue(res, row, 10),
+    };
+    const char *why = NULL;
+
+    if (!PQgetisnull(res, row, 4))
+        json_object_set_new(spec, "rule", json_string(PQgetvalue(res, row, 4)));
+    if (!detail || !json_is_object(detail)) {
+        why = "the event's detail is not an object";
+    } else if (strcmp(PQgetvalue(res, row, 11), "1") == 0) {
+        why = "expired: pending for more than a day";
+    } else if (strcmp(action, "go-to-flow") == 0) {
+        json_object_set(spec, "url", json_object_get(detail, "endpoint"));
+        json_object_set(spec, "flow", json_object_get(detail, "flow"));
+    } else if (strcmp(action, "ai-assistant") == 0) {
+        json_object_set(spec, "url", json_object_get(detail, "endpoint"));
+        json_object_set(spec, "timeout_ms", json_object_get(detail, "timeout_ms"));
+        json_object_set(spec, "prompt", json_object_get(detail, "prompt"));
+    } else if (strcmp(action, "trigger-automation") == 0) {
+        json_object_set(spec, "url", json_object_get(detail, "url"));
+        json_object_set(spec, "event", json_object_get(detail, "event"));
+        if (json_is_true(json_object_get(detail, "signed"))) {
+            if (secret)
+                json_object_set_new(spec, "secret", json_string(secret));
+            else
+                why = "its signing secret is no longer in the number's rule set";
+        }
+    } else {
+        why = "not a call";
+    }
+    if (!why && !json_is_string(json_object_get(spec, "url")))
+        why = "the event names no URL";
+    if (why) {
+        /* Given up: recorded as the call's outcome, so the sweep does not claim it again. */
+        job_t j = {.wh = wh, .org_id = o.org_id, .conv_id = o.conv_id, .msg_id = o.msg_id, .event_id = o.event_id};
+        json_t *out = json_pack("{s:s, s:s}", "status", strncmp(why, "expired", 7) == 0 ? "expired" : "failed",
+                                "error", why);
+        j.rule = (char *)json_string_value(json_object_get(spec, "rule"));
+        j.action = (char *)action;
+        job_record_detached(&j, out);
+        json_decref(out);
+    } else {
+        log_info("job %s: resuming the call of event %" PRId64, action, o.event_id);
+        job_start(wh, &o, spec);
+    }
+    json_decref(spec);
+    json_decref(detail);
+}
+
+static void on_claimed(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    webhook_t *wh = arg;
+
+    serve_db_report(wh->ctx, db, res, err);
+    wh->sweeping = 0;
+    if (err) {
+        log_warn("job sweep: %s", err);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (wh->closing)
+            break; /* claimed, not called: the lease runs out and another sweep takes them */
+        job_resume(wh, res, i);
+    }
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    webhook_t *wh = t->data;
+    db_t *db;
+    buf_t ids;
+    char lease[16], lim[16];
+    const char *p[3] = {lease, lim, NULL};
+    int first = 1, rc;
+
+    if (wh->closing || wh->sweeping || wh->n_jobs >= JOB_MAX_PENDING || !(db = serve_db(wh->ctx)))
+        return;
+    buf_init(&ids, SIZE_MAX);
+    rc = buf_append(&ids, "{", 1);
+    for (job_t *j = wh->jobs; rc == 0 && j; j = j->next) {
+        rc = buf_printf(&ids, first ? "%" PRId64 : ",%" PRId64, j->msg_id);
+        first = 0;
+    }
+    if (rc == 0)
+        rc = buf_append(&ids, "}", 1);
+    if (rc != 0) {
+        buf_close(&ids);
+        return;
+    }
+    snprintf(lease, sizeof(lease), "%u", wh->ctx->cfg.job_lease_s);
+    snprintf(lim, sizeof(lim), "%d", JOB_MAX_PENDING - (int)wh->n_jobs < JOB_SWEEP_BATCH
+                                         ? JOB_MAX_PENDING - (int)wh->n_jobs
+                                         : JOB_SWEEP_BATCH);
+    p[2] = buf_str(&ids);
+    if (db_exec_prepared(db, "wh_jobs_claim", 3, p, on_claimed, wh) == 0)
+        wh->sweeping = 1;
+    buf_close(&ids);
 }
 
 /* ---- evaluation and the transaction ---- */
@@ -970,9 +1164,11 @@ static void on_apply(db_t *db, const PGresult *res, const char *err, void *arg)
     out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     conv = json_integer_value(json_object_get(out, "conversation_id"));
     msg = json_integer_value(json_object_get(out, "message_id"));
-    for (size_t i = 0; i < json_array_size(r->async); i++)
-        if (!wh->closing)
-            job_start(wh, r, json_array_get(r->async, i), conv, msg);
+    for (size_t i = 0; i < json_array_size(r->async) && !wh->closing; i++) {
+        job_origin_t o = {.org_id = r->org_id, .conv_id = conv, .msg_id = msg, .sid = r->sid, .from = r->from,
+                          .to = r->to, .body = buf_str(&r->body), .body_len = r->body.len};
+        job_start(wh, &o, json_array_get(r->async, i));
+    }
     json_decref(out);
     wh_finish(r, 200, r->twiml, wh->m_ok);
 }
@@ -1477,6 +1673,13 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     serve_db_statement(ctx, "wh_apply", apply_sql);
     serve_db_statement(ctx, "wh_event", event_sql);
     serve_db_statement(ctx, "wh_history", history_sql);
+    serve_db_statement(ctx, "wh_jobs_claim", claim_sql);
+    uv_timer_init(ctx->loop, &wh->sweep_timer);
+    wh->sweep_timer.data = wh;
+    /* The first sweep soon after start: calls a stopped process left are made again. */
+    uv_timer_start(&wh->sweep_timer, on_sweep, wh->ctx->cfg.job_sweep_ms < 1000 ? wh->ctx->cfg.job_sweep_ms : 1000,
+                   wh->ctx->cfg.job_sweep_ms);
+    uv_unref((uv_handle_t *)&wh->sweep_timer);
     serve_db_statement(ctx, "wh_queue_reply", inbox_sql_queue_reply);
     return http_router_add(ctx->router, "POST", "/connect/webhook/twilio/sms", on_sms, wh);
 }
@@ -1490,6 +1693,7 @@ void serve_webhook_detach(serve_ctx_t *ctx)
     wh->closing = 1;
     /* The server has drained: no request is queued any more. */
     uv_close((uv_handle_t *)&wh->flush_check, NULL);
+    uv_close((uv_handle_t *)&wh->sweep_timer, NULL);
     /* Jobs waiting on a backoff timer are dropped; the others end in their callbacks. */
     for (job_t *j = wh->jobs, *next; j; j = next) {
         next = j->next;

@@ -3,7 +3,7 @@
 the post-commit actions. Records each POST as a JSON line {path, headers, body} in
 LOG_FILE. /ai answers {"reply": "AI says hi"}; /slow waits 5 s; /fail answers 500.
 
-usage: test_webhook_receiver.py PORT_FILE LOG_FILE
+usage: test_webhook_receiver.py PORT_FILE LOG_FILE [PORT]   (PORT: bind that port, not any)
 """
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+srv = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3]) if len(sys.argv) > 3 else 0), Handler)
 with open(port_file + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 import os

@@ -1011,7 +1011,12 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
         switch (a->type) {
         case ROUTING_ACT_OPT_OUT:
         case ROUTING_ACT_OPT_IN:
-            jsonw_member_str(&w, "keyword", a->keyword ? a->keyword : "");
+            /* consent_events.keyword is the keyword or phrase that caused it: the
+             * carrier keyword, or for a rule's action (no keyword) the message itself. */
+            if (a->keyword)
+                jsonw_member_str(&w, "keyword", a->keyword);
+            else
+                jsonw_member_strn(&w, "keyword", buf_str(&r->body), r->body.len);
             break;
         case ROUTING_ACT_ADD_TAG:
         case ROUTING_ACT_REMOVE_TAG:

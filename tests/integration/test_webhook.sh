@@ -69,6 +69,9 @@ sms() { # FROM BODY [extra name=value...]: a signed inbound message with a fresh
 r=$(sms +14155550101 "hello")
 check "signed message: 200 empty Response" "$r" '^200	<\?xml version="1.0" encoding="UTF-8"\?><Response/>$'
 check "message stored" "$(sql "select count(*) from messages where body='hello' and direction='inbound'")" "^1$"
+XML_TYPE='text/xml(; ?charset=(UTF|utf)-8)?'
+r=$(sms +14155550101 "nothing to answer" --with-type)
+check "nothing to say: Content-Type text/xml and an empty Response" "$r" "^200	$XML_TYPE	<\\?xml version=\"1.0\" encoding=\"UTF-8\"\\?><Response/>\$"
 r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMforged AccountSid=$ACC From=+14155550101 To=$OUR Body=x --sig "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
 check "forged signature: 403" "$r" "^403"
 r=$($POST "$URL" wrongtoken --sign-url "$SURL" MessageSid=SMforged2 AccountSid=$ACC From=+14155550101 To=$OUR Body=x)
@@ -99,6 +102,10 @@ u2=$(sql "select unread from conversations where contact_e164='+14155550102'")
 check "HELP answers the help text" "$r1" "^200	.*<Message>Reply STOP to unsubscribe. Msg&amp;data rates may apply.</Message>"
 if [ "$r1" = "$r2" ] && [ "$u1" = "$u2" ]; then ok "repeat MessageSid: same TwiML, nothing changed"; else bad "repeat MessageSid" "$r1 / $r2 / unread $u1 -> $u2"; fi
 check "one stored copy" "$(sql "select count(*) from messages where message_sid='SMdup'")" "^1$"
+r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" --with-type MessageSid=SMdup AccountSid=$ACC From=+14155550102 To=$OUR Body=HELP)
+check "repeat MessageSid: Content-Type text/xml" "$r" "^200	$XML_TYPE	<\\?xml.*<Message>Reply STOP"
+r=$(sms +14155550102 "HELP" --with-type)
+check "a message answered: Content-Type text/xml" "$r" "^200	$XML_TYPE	<\\?xml.*<Response><Message>Reply STOP.*</Message></Response>\$"
 # Concurrent retries of one MessageSid.
 for i in 1 2 3 4 5 6; do $POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMrace AccountSid=$ACC From=+14155550103 To=$OUR Body=race >"$dir/race.$i" & done
 wait_pids=$(jobs -p | grep -v -e "^$serve_pid$" -e "^$recv_pid$"); for p in $wait_pids; do wait "$p"; done
@@ -172,6 +179,10 @@ doc=$(cat <<JSON
  {"name": "tags2", "when": {"keywords": ["TAGS"]},
   "actions": [{"type": "add-tag", "tag": "b"}, {"type": "add-tag", "tag": "a \\"q\\" {x}"}, {"type": "add-tag", "tag": "b"},
               {"type": "auto-reply", "body": "zebrafinch"}, {"type": "auto-reply", "body": "okapi"}]},
+ {"name": "aifail", "when": {"keywords": ["AIFAIL"]}, "actions": [{"type": "ai-assistant", "endpoint": "http://127.0.0.1:$RPORT/status/502"}]},
+ {"name": "aiwait", "when": {"keywords": ["AIWAIT"]}, "actions": [{"type": "ai-assistant", "endpoint": "http://127.0.0.1:$RPORT/ai?ms=3000"}]},
+ {"name": "removeme", "when": {"keywords": ["REMOVEME"]}, "actions": [{"type": "opt-out"}]},
+ {"name": "comeback", "when": {"keywords": ["COMEBACK"]}, "actions": [{"type": "opt-in"}]},
  {"name": "rest", "when": {"any": true}, "actions": [{"type": "create-lead"}, {"type": "forward-sms", "to": "+14155550199"}]}
 ]}
 JSON
@@ -193,6 +204,11 @@ check "create-lead: one open lead" "$(sql "select count(*) from leads l join con
 sms $C "hello again" >/dev/null
 check "create-lead twice: still one open lead" "$(sql "select count(*) from leads l join contacts c on c.id=l.contact_id where c.e164='$C'")" "^1$"
 check "forward-sms: outbox rows to the staff number" "$(sql "select count(*) from outbox where source='forward' and to_e164='+14155550199' and from_number='$OUR'")" "^2$"
+check "create-lead and forward-sms: an event each, forward-sms's naming its outbox row" \
+  "$(sql "select string_agg(e.rule_name || ':' || e.action || ':' || coalesce(e.detail->>'to', '-') || ':' ||
+                            coalesce((select o.source from outbox o where o.id = (e.detail->>'outbox_id')::bigint), '-'), ',' order by e.id)
+            from conversation_events e join messages m on m.id = e.message_id where m.body = 'hello there'")" \
+  "^rest:create-lead:-:-,rest:forward-sms:\\+14155550199:forward$"
 F=+14155550111
 r=$(sms $F "JOIN"); check "fill-form: first prompt" "$r" "<Message>Your email\\?</Message>"
 check "fill-form: state saved" "$(sql "select form_state::text from conversations where contact_e164='$F'")" '"form": "signup"'
@@ -202,14 +218,74 @@ r=$(sms $F "HELP"); check "HELP during a form is not swallowed" "$r" "Reply STOP
 r=$(sms $F "Paris"); check "fill-form: done text" "$r" "<Message>Thanks, you&apos;re in.</Message>"
 check "fill-form: answers on the contact" "$(sql "select attributes->>'email'||','||(attributes->>'city') from contacts where e164='$F'")" "^me@example.com,Paris$"
 check "fill-form: state cleared" "$(sql "select coalesce(form_state::text,'null') from conversations where contact_e164='$F'")" "^null$"
+check "fill-form: an event per step" "$(sql "select string_agg(coalesce(e.rule_name, '-') || ':' || e.action, ',' order by e.id)
+            from conversation_events e join conversations v on v.id = e.conversation_id where v.contact_e164 = '$F'")" \
+  "^join:fill-form,join:form-reprompt,join:form-answer,-:help,join:form-answer$"
+check "fill-form: answer events carry field and value" "$(sql "select string_agg((e.detail->>'field') || '=' || (e.detail->>'value'), ',' order by e.id)
+            from conversation_events e join conversations v on v.id = e.conversation_id
+           where v.contact_e164 = '$F' and e.action = 'form-answer'")" "^email=me@example.com,city=Paris$"
+
+# --- a form in progress survives a restart (its state is in the database) ---
+G=+14155550141
+r=$(sms $G "JOIN"); check "fill-form across a restart: first prompt" "$r" "<Message>Your email\\?</Message>"
+kill -TERM "$serve_pid"; wait "$serve_pid"; rc=$?; serve_pid=
+check "fill-form across a restart: SIGTERM exit 0" "$rc" "^0$"
+rm -f "$dir/port"
+HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_AUTOMATION_SECRET=autosecret \
+  "$HERALD" serve --port-file "$dir/port" >>"$dir/serve.out" 2>>"$dir/serve.err" &
+serve_pid=$!
+for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
+PORT=$(cat "$dir/port"); URL=http://127.0.0.1:$PORT/connect/webhook/twilio/sms
+r=$(sms $G "you@example.com"); check "fill-form across a restart: the next prompt" "$r" "<Message>Your city\\?</Message>"
+r=$(sms $G "Rome"); check "fill-form across a restart: done text" "$r" "<Message>Thanks, you&apos;re in.</Message>"
+check "fill-form across a restart: answers on the contact, state cleared" \
+  "$(sql "select (c.attributes->>'email') || ',' || (c.attributes->>'city') || ',' || coalesce(v.form_state::text, 'null')
+            from contacts c join conversations v on v.contact_id = c.id where c.e164 = '$G'")" "^you@example.com,Rome,null$"
+
+# --- opt-out / opt-in as rule actions (not the carrier keywords) ---
+O=+14155550140
+r=$(sms $O "REMOVEME")
+check "opt-out rule: one confirmation" "$r" "^200	<\\?xml[^<]*<Response><Message>You have been unsubscribed[^<]*</Message></Response>$"
+check "opt-out rule: suppressed" "$(sql "select reason || ',' || (consent_event_id is not null) from suppression where e164='$O'")" "^opt_out,true$"
+check "opt-out rule: consent event with keyword/channel/actor" \
+  "$(sql "select kind||','||keyword||','||channel||','||actor||','||our_number from consent_events where e164='$O'")" "^opt_out,REMOVEME,sms,contact,\\$OUR$"
+check "opt-out rule: event on the conversation" "$(sql "select e.rule_name || ':' || e.action from conversation_events e
+            join conversations v on v.id = e.conversation_id where v.contact_e164 = '$O'")" "^removeme:opt-out$"
+r=$(sms $O "removeme")
+check "opt-out rule from an opted-out contact: no second confirmation" "$r" "^200	<\\?xml[^<]*<Response/>$"
+check "opt-out rule from an opted-out contact: event says the reply was skipped" \
+  "$(sql "select string_agg(coalesce(e.detail->>'reply_skipped', '-'), ',' order by e.id) from conversation_events e
+            join conversations v on v.id = e.conversation_id where v.contact_e164 = '$O' and e.action = 'opt-out'")" "^-,already opted out$"
+check "opt-out rule: exactly one confirmation sent" \
+  "$(sql "select (select count(*) from messages m join conversations v on v.id = m.conversation_id
+                   where v.contact_e164 = '$O' and m.direction = 'outbound') + (select count(*) from outbox where to_e164 = '$O')")" "^1$"
+r=$(sms $O "COMEBACK")
+check "opt-in rule: one confirmation" "$r" "^200	<\\?xml[^<]*<Response><Message>You have been resubscribed[^<]*</Message></Response>$"
+check "opt-in rule: unsuppressed" "$(sql "select count(*) from suppression where e164='$O'")" "^0$"
+check "opt-in rule: opt_in consent event" \
+  "$(sql "select string_agg(kind||','||keyword||','||channel||','||actor, ';' order by id) from consent_events where e164='$O'")" \
+  "^opt_out,REMOVEME,sms,contact;opt_out,removeme,sms,contact;opt_in,COMEBACK,sms,contact$"
+check "opt-in rule: event on the conversation" "$(sql "select string_agg(e.rule_name || ':' || e.action, ',' order by e.id) from conversation_events e
+            join conversations v on v.id = e.conversation_id where v.contact_e164 = '$O'")" "^removeme:opt-out,removeme:opt-out,comeback:opt-in$"
+check "opt-out/opt-in rules: one confirmation each sent" \
+  "$(sql "select string_agg(m.body, '|' order by m.id) from messages m join conversations v on v.id = m.conversation_id
+            where v.contact_e164 = '$O' and m.direction = 'outbound'")/$(sql "select count(*) from outbox where to_e164 = '$O'")" \
+  "^You have been unsubscribed[^|]*\\|You have been resubscribed[^|]*/0$"
 evil=$(python3 -c "print('a'*5000 + '!')")
 t0=$(date +%s%N); r=$(sms +14155550112 "$evil"); ms=$((($(date +%s%N) - t0) / 1000000))
 check "catastrophic regex: answered" "$r" "^200"
 if [ "$ms" -lt 2000 ]; then ok "catastrophic regex: bounded (${ms} ms)"; else bad "catastrophic regex took ${ms} ms"; fi
 r=$(sms +14155550113 "AUTO"); check "trigger-automation: webhook answers at once" "$r" "^200"
+# The endpoint of AIWAIT answers after 3 s (timeout_ms is the default 10 s): the webhook
+# must not wait for it.
+t0=$(date +%s%N); r=$(sms +14155550143 "AIWAIT" --with-type); ms=$((($(date +%s%N) - t0) / 1000000))
+check "ai-assistant, slow endpoint: webhook answers 200 with an empty Response" "$r" "^200	$XML_TYPE	<\\?xml[^<]*<Response/>$"
+if [ "$ms" -lt 1500 ]; then ok "ai-assistant, slow endpoint: webhook answered well before the endpoint (${ms} ms < 1500 of its 3000 ms)"
+else bad "ai-assistant, slow endpoint: webhook took ${ms} ms (the endpoint takes 3000 ms)"; fi
 r=$(sms +14155550113 "FLOW"); r=$(sms +14155550114 "AI"); r=$(sms +14155550115 "AUTOFAIL"); r=$(sms +14155550116 "AISLOW")
+r=$(sms +14155550142 "AIFAIL")
 for _ in $(seq 80); do
-  [ "$(sql "select count(*) from conversation_events where detail->>'status' in ('delivered','failed','answered','timeout')")" -ge 5 ] && break; sleep 0.1
+  [ "$(sql "select count(*) from conversation_events where detail->>'status' in ('delivered','failed','answered','timeout')")" -ge 7 ] && break; sleep 0.1
 done
 sleep 0.3
 hook=$(grep '"/hook"' "$dir/recv.log" | head -1)
@@ -226,8 +302,40 @@ PY
 check "trigger-automation: outcome event" "$(sql "select detail->>'status' from conversation_events where action='trigger-automation' and detail ? 'attempts' and detail->>'http_status'='200'")" "^delivered$"
 check "trigger-automation: retried with backoff then failed" "$(grep -c '"/fail"' "$dir/recv.log")/$(sql "select detail->>'status'||','||(detail->>'attempts') from conversation_events where action='trigger-automation' and detail->>'http_status'='500'")" "^4/failed,4$"
 check "go-to-flow: handed to the endpoint" "$(grep -c '"/flow"' "$dir/recv.log")" "^1$"
+FLOW_IDS=$(sql "select id || ' ' || conversation_id from messages where body = 'FLOW' and direction = 'inbound'")
+FLOW_MSG=${FLOW_IDS% *}; FLOW_CONV=${FLOW_IDS#* }
+check "go-to-flow: event with rule, flow name and status" \
+  "$(sql "select e.rule_name || ',' || e.action || ',' || (e.detail->>'flow') || ',' || (e.detail->>'endpoint') || ',' || (e.detail->>'status')
+            from conversation_events e where e.message_id = $FLOW_MSG and e.detail ? 'flow'")" \
+  "^flow,go-to-flow,onboarding,http://127.0.0.1:$RPORT/flow,pending$"
+check "go-to-flow: payload names the flow, conversation, message, from, to and body" "$(python3 - "$dir/recv.log" <<PY
+import json, sys
+want = {"event": "go-to-flow", "flow": "onboarding", "conversation_id": $FLOW_CONV, "message_id": $FLOW_MSG,
+        "from": "+14155550113", "to": "$OUR", "body": "FLOW"}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["path"] == "/flow":
+        p = json.loads(r["body"])
+        bad = {k: p.get(k) for k in want if p.get(k) != want[k]}
+        print("bad " + json.dumps(bad) if bad else "ok " + r["headers"].get("X-Herald-Message-Id", "-"))
+PY
+)" "^ok $FLOW_MSG$"
+check "go-to-flow: outcome event recorded after the call" \
+  "$(sql "select string_agg(coalesce(e.rule_name, '-') || ',' || (e.detail->>'status') || ',' || coalesce(e.detail->>'http_status', '-'), ';' order by e.id)
+            from conversation_events e where e.message_id = $FLOW_MSG and e.action = 'go-to-flow'")" "^flow,pending,-;flow,delivered,200$"
 check "ai-assistant: answer queued as a reply" "$(sql "select source||','||body from outbox where to_e164='+14155550114'")" "^auto_reply,AI says hi$"
 check "ai-assistant: conversation history sent" "$(grep '"/ai"' "$dir/recv.log")" 'messages'
+check "ai-assistant: a non-2xx answer is recorded as a failed outcome" \
+  "$(sql "select string_agg(coalesce(e.detail->>'status', '-') || ',' || coalesce(e.detail->>'http_status', '-'), ';' order by e.id)
+            from conversation_events e join conversations v on v.id = e.conversation_id
+           where v.contact_e164 = '+14155550142' and e.action = 'ai-assistant'")" "^pending,-;failed,502$"
+check "ai-assistant: nothing queued after a non-2xx answer" "$(sql "select count(*) from outbox where to_e164 = '+14155550142'")" "^0$"
+check "ai-assistant, slow endpoint: its answer queued after the delay" \
+  "$(sql "select o.source || ',' || o.body || ',' || (o.created_at - m.created_at >= interval '2.5 seconds')
+            from outbox o join messages m on m.body = 'AIWAIT' and m.direction = 'inbound' where o.to_e164 = '+14155550143'")" "^auto_reply,AI says hi,true$"
+check "ai-assistant, slow endpoint: answered outcome event" \
+  "$(sql "select string_agg(coalesce(e.detail->>'status', '-'), ',' order by e.id) from conversation_events e
+            join conversations v on v.id = e.conversation_id where v.contact_e164 = '+14155550143' and e.action = 'ai-assistant'")" "^pending,answered$"
 check "ai-assistant: timeout recorded" "$(sql "select detail->>'status' from conversation_events e join conversations v on v.id=e.conversation_id where v.contact_e164='+14155550116' and detail->>'status'='timeout'")" "^timeout$"
 
 # --- search document, batched and not (012_webhook_fast.sql) ---

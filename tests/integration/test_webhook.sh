@@ -304,10 +304,10 @@ check "trigger-automation: retried with backoff then failed" "$(grep -c '"/fail"
 check "go-to-flow: handed to the endpoint" "$(grep -c '"/flow"' "$dir/recv.log")" "^1$"
 FLOW_IDS=$(sql "select id || ' ' || conversation_id from messages where body = 'FLOW' and direction = 'inbound'")
 FLOW_MSG=${FLOW_IDS% *}; FLOW_CONV=${FLOW_IDS#* }
-check "go-to-flow: event with rule, flow name and status" \
+check "go-to-flow: event with rule, flow name and status (done once the call is recorded)" \
   "$(sql "select e.rule_name || ',' || e.action || ',' || (e.detail->>'flow') || ',' || (e.detail->>'endpoint') || ',' || (e.detail->>'status')
             from conversation_events e where e.message_id = $FLOW_MSG and e.detail ? 'flow'")" \
-  "^flow,go-to-flow,onboarding,http://127.0.0.1:$RPORT/flow,pending$"
+  "^flow,go-to-flow,onboarding,http://127.0.0.1:$RPORT/flow,done$"
 check "go-to-flow: payload names the flow, conversation, message, from, to and body" "$(python3 - "$dir/recv.log" <<PY
 import json, sys
 want = {"event": "go-to-flow", "flow": "onboarding", "conversation_id": $FLOW_CONV, "message_id": $FLOW_MSG,
@@ -322,20 +322,20 @@ PY
 )" "^ok $FLOW_MSG$"
 check "go-to-flow: outcome event recorded after the call" \
   "$(sql "select string_agg(coalesce(e.rule_name, '-') || ',' || (e.detail->>'status') || ',' || coalesce(e.detail->>'http_status', '-'), ';' order by e.id)
-            from conversation_events e where e.message_id = $FLOW_MSG and e.action = 'go-to-flow'")" "^flow,pending,-;flow,delivered,200$"
+            from conversation_events e where e.message_id = $FLOW_MSG and e.action = 'go-to-flow'")" "^flow,done,-;flow,delivered,200$"
 check "ai-assistant: answer queued as a reply" "$(sql "select source||','||body from outbox where to_e164='+14155550114'")" "^auto_reply,AI says hi$"
 check "ai-assistant: conversation history sent" "$(grep '"/ai"' "$dir/recv.log")" 'messages'
 check "ai-assistant: a non-2xx answer is recorded as a failed outcome" \
   "$(sql "select string_agg(coalesce(e.detail->>'status', '-') || ',' || coalesce(e.detail->>'http_status', '-'), ';' order by e.id)
             from conversation_events e join conversations v on v.id = e.conversation_id
-           where v.contact_e164 = '+14155550142' and e.action = 'ai-assistant'")" "^pending,-;failed,502$"
+           where v.contact_e164 = '+14155550142' and e.action = 'ai-assistant'")" "^done,-;failed,502$"
 check "ai-assistant: nothing queued after a non-2xx answer" "$(sql "select count(*) from outbox where to_e164 = '+14155550142'")" "^0$"
 check "ai-assistant, slow endpoint: its answer queued after the delay" \
   "$(sql "select o.source || ',' || o.body || ',' || (o.created_at - m.created_at >= interval '2.5 seconds')
             from outbox o join messages m on m.body = 'AIWAIT' and m.direction = 'inbound' where o.to_e164 = '+14155550143'")" "^auto_reply,AI says hi,true$"
 check "ai-assistant, slow endpoint: answered outcome event" \
   "$(sql "select string_agg(coalesce(e.detail->>'status', '-'), ',' order by e.id) from conversation_events e
-            join conversations v on v.id = e.conversation_id where v.contact_e164 = '+14155550143' and e.action = 'ai-assistant'")" "^pending,answered$"
+            join conversations v on v.id = e.conversation_id where v.contact_e164 = '+14155550143' and e.action = 'ai-assistant'")" "^done,answered$"
 check "ai-assistant: timeout recorded" "$(sql "select detail->>'status' from conversation_events e join conversations v on v.id=e.conversation_id where v.contact_e164='+14155550116' and detail->>'status'='timeout'")" "^timeout$"
 
 # --- search document, batched and not (012_webhook_fast.sql) ---

@@ -143,7 +143,8 @@ check "post-commit call: made once" "$(grep -c '14155550203' "$dir/recv.log")" "
 # --- SIGTERM during a retry's backoff: the next process makes the call ---
 sms +14155550204 "FAIL" >/dev/null
 sleep 0.2 # first attempt answered 500: waiting 0.5 s for the second
-kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null
+kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null; rc=$?
+check "SIGTERM during a backoff: exit 0" "$rc" "^0$"
 check "after SIGTERM during backoff: pending" "$(pending)" "^1$"
 n_before=$(grep -c '"/fail"' "$dir/recv.log")
 serve_start c
@@ -172,7 +173,8 @@ check "secret gone: failed with the reason" "$(sql "select detail->>'status' || 
 check "over a day old: expired" "$(sql "select detail->>'status' from conversation_events where action = 'go-to-flow' and detail ? 'error'")" "^expired$"
 sleep 0.5
 check "given up: no call made" "$(($(grep -c '"/hook"' "$dir/recv.log") - n_hook))/$(($(grep -c '"/flow"' "$dir/recv.log") - n_flow))" "^0/0$"
-kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null
+kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null; rc=$?
+check "SIGTERM after the sweeps: exit 0" "$rc" "^0$"
 
 # --- two processes sweep the same database: each call once ---
 rules 3 "[{\"name\": \"auto\", \"when\": {\"keywords\": [\"AUTO\"]},
@@ -198,6 +200,9 @@ check "two sweeping processes: each call made once" "$(grep '"/hook2"' "$dir/rec
 import json, sys
 ids = [json.loads(json.loads(l)['body'])['message_id'] for l in sys.stdin]
 print(len(ids), len(set(ids)))")" "^20 20$"
+
+kill -TERM "${pids[-1]}" "${pids[-2]}"; wait "${pids[-1]}"; rc1=$?; wait "${pids[-2]}"; rc2=$?
+check "both sweeping processes: exit 0 on SIGTERM" "$rc1/$rc2" "^0/0$"
 
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]

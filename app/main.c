@@ -19,7 +19,7 @@ static const struct command {
     {"phone", cmd_phone, "phone normalize [--region CC]     stdin numbers -> E.164 with reasons"},
     {"sms", cmd_sms, "sms info TEXT [--smart] [--footer[=TEXT]]  encoding, segments, characters"},
     {"compliance", cmd_compliance, "compliance window E164 [--tz Z] [--at ISO8601] | keyword TEXT"},
-    {"org", cmd_org, "org create NAME                    new org, prints its id and an API key"},
+    {"org", cmd_org, "org create|key|number|texts ...    orgs, API keys, numbers, HELP/STOP/START texts"},
     {"campaign", cmd_campaign, "campaign create|upload|rejects|start|pause|resume|cancel|run|status ..."},
     {"run-due", cmd_run_due, "run-due                            one pass for a system crontab"},
     {"rules", cmd_rules, "rules load FILE.json | list [--number E164] | test --number E164 --body TEXT"},

@@ -8,7 +8,8 @@
 # with nothing queued, a 3.4 MB upload sent slowly while /healthz keeps answering
 # promptly, chunked transfer encoding, clients that vanish mid-body, the cap on uploads
 # in progress), tenant isolation
-# on every endpoint, and GET /broadcast/campaigns/{id}/rejects paginated and as CSV.
+# on every endpoint (start/pause/resume/cancel of another org's campaign are 404 and
+# change nothing), and GET /broadcast/campaigns/{id}/rejects paginated and as CSV.
 # Ends with a SIGTERM that must exit 0 (under ASan: no leaks).
 set -uo pipefail
 
@@ -323,6 +324,38 @@ same "isolation: B creates its own" "$code" 201
 same "isolation: A cannot see B's" "$(call "$KEY_A" GET "/broadcast/campaigns/$BCID")" 404
 same "isolation: A cannot upload to B's" "$(upload "$KEY_A" "$BCID" "$dir/b.csv")" 404
 same "isolation: same answer as a missing id" "$(call "$KEY_B" GET "/broadcast/campaigns/$CID"; body)" "$(call "$KEY_B" GET /broadcast/campaigns/99999999; body)"
+
+# Control: B's key on A's campaign, each verb while the campaign is in a state where A
+# could apply it: 404 with the answer a missing id gets, the row untouched (status,
+# updated_at, every column) and no control change counted; A's own calls go through.
+create '{"name":"ctl","body":"hi","from":"+14155550100","start":"2030-01-31T09:00:00Z"}' >/dev/null
+KCID=$(js 'd["id"]' <"$dir/body")
+crow() { sql "select status || ' ' || md5(c::text) from campaigns c where id=$KCID"; }
+ctl_total() { curl -s "$U/metrics" | awk '/^herald_campaign_control_total / {print $2}'; }
+ctl_b() { # VERB...: B's key on each; all 404 like a missing id, nothing changed or counted
+  local before=$(crow) n=$(ctl_total) v
+  for v in "$@"; do
+    same "isolation: POST $v of another org's $(cut -d' ' -f1 <<<"$before") campaign: 404 like a missing id" \
+      "$(call "$KEY_B" POST "/broadcast/campaigns/$KCID/$v"; echo " $(body)")" "$(call "$KEY_A" POST "/broadcast/campaigns/99999999/$v"; echo " $(body)")"
+  done
+  same "isolation: ... the campaign is unchanged, no control change counted" "$(crow)/$(ctl_total)" "$before/$n"
+}
+same "control: a missing id answers 404 campaign not found" "$(call "$KEY_A" POST /broadcast/campaigns/99999999/start; echo " $(body)")" \
+  '404 {"error":"campaign not found"}'
+same "control: a new campaign is a draft" "$(crow | cut -d' ' -f1)" draft
+n0=$(ctl_total)
+ctl_b start cancel
+same "control: A starts its own (deferred: scheduled)" "$(call "$KEY_A" POST "/broadcast/campaigns/$KCID/start"; echo " $(body)")" \
+  "200 {\"id\":$KCID,\"status\":\"scheduled\",\"previous\":\"draft\"}"
+ctl_b pause cancel
+same "control: A pauses its own" "$(call "$KEY_A" POST "/broadcast/campaigns/$KCID/pause"; echo " $(body)")" \
+  "200 {\"id\":$KCID,\"status\":\"paused\",\"previous\":\"scheduled\"}"
+ctl_b resume cancel
+same "control: A cancels its own" "$(call "$KEY_A" POST "/broadcast/campaigns/$KCID/cancel"; echo " $(body)")" \
+  "200 {\"id\":$KCID,\"status\":\"canceled\",\"previous\":\"paused\"}"
+same "control: only A's three calls were counted" "$(ctl_total)" "$((n0 + 3))"
+same "control: B's key acts on B's own campaign" "$(call "$KEY_B" POST "/broadcast/campaigns/$BCID/cancel"; echo " $(body)")" \
+  "200 {\"id\":$BCID,\"status\":\"canceled\",\"previous\":\"draft\"}"
 
 # ---- rejects ----
 total=$(sql "select count(*) from campaign_rejects where campaign_id=$CID")

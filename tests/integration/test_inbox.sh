@@ -3,7 +3,8 @@
 # database: list filters (status, tag, number, q, unread), keyset pagination stable
 # under inserts, messages oldest first with cursors, agent replies (queued, 409 for a
 # suppressed contact, 400 over 1600 characters), read/close/reopen, 401 without a key,
-# tenant isolation on every endpoint (another org's ids are 404), `herald inbox ...`
+# tenant isolation on every endpoint (another org's ids are 404), `herald inbox ...` (every
+# list filter against the database and the API, --cursor pages, read/close/reopen)
 # and `herald suppression add|remove|list|import` with their consent events.
 set -uo pipefail
 
@@ -196,6 +197,60 @@ check "cli: another org's conversation" "$("$HERALD" inbox messages $CONV_A --or
 "$HERALD" suppression remove +14155550001 --org $ORG_A >/dev/null
 check "cli: reply" "$("$HERALD" inbox reply $CONV_A "cli hello" --org $ORG_A)" "^queued outbox_id [0-9]+"
 check "cli: close" "$("$HERALD" inbox close $CONV_A --org $ORG_A)" '"status": ?"closed"'
+check "cli: reopen answers the open row" "$("$HERALD" inbox reopen $CONV_A --org $ORG_A)" '^\{"id": ?'"$CONV_A"',.*"status": ?"open"'
+check "cli: reopen is in the database" "$(sql "select status from conversations where id=$CONV_A")" "^open$"
+sql "update conversations set unread = 3 where id = $CONV_A" >/dev/null
+check "cli: read answers unread 0" "$("$HERALD" inbox read $CONV_A --org $ORG_A)" '^\{"id": ?'"$CONV_A"',.*"unread": ?0[,}]'
+check "cli: read is in the database" "$(sql "select unread from conversations where id=$CONV_A")" "^0$"
+sql "update conversations set unread = 2, status = 'closed' where id = $CONV_A" >/dev/null
+check "cli: read of another org's conversation: not found, exit 1" "$("$HERALD" inbox read $CONV_A --org $ORG_B 2>&1; echo rc=$?)" "^herald: conversation $CONV_A not found rc=1$"
+check "cli: reopen of another org's conversation: not found, exit 1" "$("$HERALD" inbox reopen $CONV_A --org $ORG_B 2>&1; echo rc=$?)" "^herald: conversation $CONV_A not found rc=1$"
+check "cli: ... and they changed nothing" "$(sql "select status||unread from conversations where id=$CONV_A")" "^closed2$"
+check "cli: read of a missing id: exit 1" "$("$HERALD" inbox read 99999999 --org $ORG_A 2>&1; echo rc=$?)" "not found rc=1$"
+check "cli: reopen of a non-numeric id: usage, exit 2" "$("$HERALD" inbox reopen "1 OR 1=1" --org $ORG_A 2>&1; echo rc=$?)" "^usage: .*rc=2$"
+"$HERALD" inbox reopen $CONV_A --org $ORG_A >/dev/null
+
+# CLI list filters, each against the database and the API (table rows: id, preview,
+# our number, contact, unread=N, status, [time], [tags]).
+cli_rows() { "$HERALD" inbox conversations --org $ORG_A --limit 200 "$@" | grep -v '^next_cursor '; }
+api_ids() { get $KEY_A "/crm/inbox/conversations?limit=200$1" | python3 -c 'import json,sys; print(" ".join(str(c["id"]) for c in json.load(sys.stdin)["data"]))'; }
+rows=$(cli_rows --status closed)
+check "cli: --status closed: the closed conversations, all closed" \
+  "$(wc -l <<<"$rows")/$(cut -f6 <<<"$rows" | sort -u)" "^$(sql "select count(*) from conversations where org_id=$ORG_A and status='closed'")/closed$"
+check "cli: --status closed: the API's rows in its order" "$(cut -f1 <<<"$rows" | tr '\n' ' ' | sed 's/ $//')" "^$(api_ids '&status=closed')$"
+rows=$(cli_rows --status open)
+check "cli: --status open: the open conversations, all open" \
+  "$(wc -l <<<"$rows")/$(cut -f6 <<<"$rows" | sort -u)" "^$(sql "select count(*) from conversations where org_id=$ORG_A and status='open'")/open$"
+check "cli: --status of another value: exit 2" "$("$HERALD" inbox conversations --org $ORG_A --status pending 2>&1; echo rc=$?)" "^herald: .*status.* rc=2$"
+rows=$(cli_rows --q "lost parcel")
+check "cli: --q: every word, one conversation" "$(wc -l <<<"$rows")/$(cut -f1,4 <<<"$rows")" "^1/$CONV_7	\+14155550007$"
+check "cli: --q: another org's words are not this org's" "$("$HERALD" inbox conversations --org $ORG_B --q parcel | wc -l)" "^0$"
+check "cli: --q with --json equals the API" "$("$HERALD" inbox conversations --org $ORG_A --q kumquat --json)" "^$(get $KEY_A '/crm/inbox/conversations?q=kumquat' | sed 's/[][\.*^$+?(){}|]/\\&/g')$"
+rows=$(cli_rows --unread)
+check "cli: --unread: the unread conversations, none with unread=0" \
+  "$(wc -l <<<"$rows")/$(cut -f5 <<<"$rows" | grep -c '^unread=0$')" "^$(sql "select count(*) from conversations where org_id=$ORG_A and unread > 0")/0$"
+check "cli: --unread: the API's rows in its order" "$(cut -f1 <<<"$rows" | tr '\n' ' ' | sed 's/ $//')" "^$(api_ids '&unread=1')$"
+rows=$(cli_rows --unread --status open --tag vip)
+check "cli: --unread --status open --tag vip combined" "$(grep -c . <<<"$rows")/$(cut -f1 <<<"$rows" | tr '\n' ' ' | sed 's/ $//')" "^[1-9][0-9]*/$(api_ids '&unread=1&status=open&tag=vip')$"
+# --cursor: follow next_cursor lines page by page; every conversation once, in the API's order.
+cli_walk() { # PAGE_SIZE [filters...] -> "pages:ids"
+  local n=$1 cur="" ids="" pages=0 out
+  shift
+  while :; do
+    out=$("$HERALD" inbox conversations --org $ORG_A --limit "$n" "$@" ${cur:+--cursor "$cur"})
+    ids="$ids $(grep -v '^next_cursor ' <<<"$out" | cut -f1 | tr '\n' ' ')"
+    cur=$(awk '/^next_cursor / {print $2}' <<<"$out")
+    pages=$((pages + 1))
+    [ -z "$cur" ] || [ $pages -gt 60 ] && break
+  done
+  echo "$pages:$(echo $ids)"
+}
+all=$(api_ids ""); n_all=$(wc -w <<<"$all")
+check "cli: --cursor: pages of 7 cover every conversation once, in order" "$(cli_walk 7)" "^$(( (n_all + 6) / 7 )):$all$"
+closed=$(api_ids '&status=closed'); n_closed=$(wc -w <<<"$closed")
+check "cli: --cursor with --status closed: pages of 3" "$(cli_walk 3 --status closed)" "^$(( (n_closed + 2) / 3 )):$closed$"
+check "cli: --cursor: the last page prints no next_cursor" "$("$HERALD" inbox conversations --org $ORG_A --limit 200 | grep -c '^next_cursor')" "^0$"
+check "cli: a forged --cursor: exit 2" "$("$HERALD" inbox conversations --org $ORG_A --cursor AAAA 2>&1; echo rc=$?)" "^herald: --cursor: invalid cursor rc=2$"
 check "cli: bad usage exits 2" "$("$HERALD" inbox reply 2>&1; echo rc=$?)" "rc=2"
 
 # Suppression CLI

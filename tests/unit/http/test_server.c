@@ -9,6 +9,9 @@
  * consumer that holds a piece stops the server reading: the client cannot push more
  * than the socket buffers), 413 both declared and while streaming, an early refusal
  * without "100 Continue", a client that vanishes mid-body, and the silence timeout.
+ * The idle keep-alive timeout, on a second server with a short one: an idle
+ * connection (after a response, or before any request) is closed once it expires,
+ * and one that keeps sending requests is not.
  * Ends by closing every handle and asserting uv_loop_close() == 0.
  */
 #include "http/router.h"
@@ -30,7 +33,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
+
+/* The second server's idle_timeout_ms (the first one's is 2 s). */
+#define IDLE_MS 300
 
 typedef struct slow {
     uv_timer_t timer;
@@ -41,8 +48,10 @@ static uv_loop_t loop;
 static uv_thread_t thread;
 static uv_async_t stop_async;
 static http_server_t *server;
+static http_server_t *idle_server; /* idle_timeout_ms = IDLE_MS */
 static http_router_t *router;
 static int port;
+static int idle_port;
 static int shutdown_done;
 static int loop_closed_rc = -1;
 
@@ -204,12 +213,13 @@ static void on_release(uv_async_t *a)
 static void on_shutdown_done(void *arg)
 {
     (void)arg;
-    shutdown_done = 1;
+    shutdown_done++;
 }
 
 static void on_stop(uv_async_t *a)
 {
     http_server_shutdown(server, on_shutdown_done, NULL);
+    http_server_shutdown(idle_server, on_shutdown_done, NULL);
     uv_close((uv_handle_t *)a, NULL);
     uv_close((uv_handle_t *)&release_async, NULL);
 }
@@ -247,6 +257,12 @@ static int setup(void **state)
     assert_int_equal(http_server_listen(server, "127.0.0.1", 0), 0);
     port = http_server_port(server);
     assert_true(port > 0);
+    http_server_config_t idle_cfg = {
+        .header_timeout_ms = 5000, .body_timeout_ms = 5000, .idle_timeout_ms = IDLE_MS};
+    http_server_new(&loop, &idle_cfg, http_router_dispatch, router, &idle_server);
+    assert_int_equal(http_server_listen(idle_server, "127.0.0.1", 0), 0);
+    idle_port = http_server_port(idle_server);
+    assert_true(idle_port > 0);
     assert_int_equal(uv_async_init(&loop, &stop_async, on_stop), 0);
     assert_int_equal(uv_async_init(&loop, &release_async, on_release), 0);
     assert_int_equal(uv_thread_create(&thread, loop_thread, NULL), 0);
@@ -255,16 +271,21 @@ static int setup(void **state)
 
 /* ---- client side ---- */
 
-static int dial(void)
+static int dial_port(int p)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
+}
+
+static int dial(void)
+{
+    return dial_port(port);
 }
 
 static void send_all(int fd, const char *s, size_t n)
@@ -712,6 +733,94 @@ static void test_stream_silence(void **state)
     assert_int_equal(atomic_load(&last_stream_error), 408);
 }
 
+/* ---- idle keep-alive timeout ---- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/*
+ * Waits for the server to close fd without sending anything (FIN or RST) and checks
+ * that this happened between IDLE_MS (less 50 ms of timer granularity) and IDLE_MS
+ * plus 2 s (a loaded or sanitized run) after since.
+ */
+static void expect_idle_close(int fd, double since, const char *what)
+{
+    char b[256];
+    ssize_t r = recv(fd, b, sizeof(b), 0);
+    double ms = now_ms() - since;
+    if (r > 0)
+        fail_msg("%s: %zd unexpected bytes while idle: %.*s", what, r, (int)r, b);
+    if (r < 0 && errno != ECONNRESET)
+        fail_msg("%s: still open after %.0f ms (errno %d)", what, ms, errno);
+    print_message("idle timeout: %s closed after %.0f ms (idle_timeout_ms %d)\n", what, ms, IDLE_MS);
+    if (ms < IDLE_MS - 50 || ms > IDLE_MS + 2000)
+        fail_msg("%s: closed after %.0f ms, want about %d", what, ms, IDLE_MS);
+}
+
+static void test_idle_timeout(void **state)
+{
+    (void)state;
+    char buf[4096], req[96];
+
+    /* Kept alive after a response, then silent: closed once the idle timeout expires. */
+    int fd = dial_port(idle_port);
+    sends(fd, "GET /echo?idle HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_responses(fd, 1, buf, sizeof(buf));
+    double t0 = now_ms();
+    assert_non_null(strstr(buf, "GET /echo?idle"));
+    assert_null(strstr(buf, "Connection: close"));
+    expect_idle_close(fd, t0, "after a response");
+    close(fd);
+
+    /* A connection that never sends a request is idle from the start. */
+    t0 = now_ms();
+    fd = dial_port(idle_port);
+    expect_idle_close(fd, t0, "without a request");
+    close(fd);
+
+    /*
+     * Activity re-arms the timer: a request every IDLE_MS / 3 for 4 x IDLE_MS is
+     * answered every time on the one connection (read_responses() fails if the server
+     * closes it), so the deadline counts from the last response, not from the connect.
+     */
+    fd = dial_port(idle_port);
+    t0 = now_ms();
+    int n = 0;
+    while (now_ms() - t0 < 4 * IDLE_MS) {
+        snprintf(req, sizeof(req), "GET /echo?n=%d HTTP/1.1\r\nHost: t\r\n\r\n", n);
+        sends(fd, req);
+        read_responses(fd, 1, buf, sizeof(buf));
+        snprintf(req, sizeof(req), "GET /echo?n=%d", n);
+        assert_non_null(strstr(buf, req));
+        assert_null(strstr(buf, "Connection: close"));
+        n++;
+        usleep(IDLE_MS / 3 * 1000);
+    }
+    assert_true(n >= 4);
+    print_message("idle timeout: %d requests over %.0f ms on one connection\n", n, now_ms() - t0);
+    /* And once it stops, the idle timeout closes it after all. */
+    sends(fd, "GET /echo?last HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_responses(fd, 1, buf, sizeof(buf));
+    t0 = now_ms();
+    assert_non_null(strstr(buf, "GET /echo?last"));
+    expect_idle_close(fd, t0, "after the last of many requests");
+    close(fd);
+
+    /* The other server (idle_timeout_ms 2 s) keeps a connection idle that long open. */
+    fd = dial();
+    sends(fd, "GET /echo?long HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_responses(fd, 1, buf, sizeof(buf));
+    usleep(2 * IDLE_MS * 1000);
+    sends(fd, "GET /echo?still-open HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_responses(fd, 1, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "GET /echo?still-open"));
+    close(fd);
+}
+
 static void test_graceful_shutdown(void **state)
 {
     (void)state;
@@ -730,7 +839,7 @@ static void test_graceful_shutdown(void **state)
     close(busy);
     close(idle);
     uv_thread_join(&thread);
-    assert_int_equal(shutdown_done, 1);
+    assert_int_equal(shutdown_done, 2);
     assert_int_equal(loop_closed_rc, 0);
     /* Nothing listens any more. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -761,6 +870,7 @@ int main(void)
         cmocka_unit_test(test_stream_limits),
         cmocka_unit_test(test_stream_client_gone),
         cmocka_unit_test(test_stream_silence),
+        cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_graceful_shutdown),
     };
     return cmocka_run_group_tests(tests, setup, teardown_after_shutdown);

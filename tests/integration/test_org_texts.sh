@@ -156,6 +156,11 @@ same "webhook: the reset opt-out text is the default again" "$(sms A +1415555010
 expect "--default all" 0 "^opt-in	default	$DEF_IN$" "$HERALD" org texts "$ORG_A" --default all
 same "--default all: all NULL" "$(sql "select count(*) from orgs where id = $ORG_A and help_text is null and opt_out_text is null and opt_in_text is null")" 1
 same "rules test: defaults again" "$(reply "$ORG_A" $NUM_A HELP)|$(reply "$ORG_A" $NUM_A START)" "$DEF_HELP|$DEF_IN"
+# A text stored empty by SQL (the command never stores one) counts as unset, as rules test reads it.
+sql "update orgs set opt_out_text = '' where id = $ORG_A" >/dev/null
+same "empty text in the database: rules test answers the default" "$(reply "$ORG_A" $NUM_A STOP)" "$DEF_OUT"
+same "empty text in the database: the webhook answers the default" "$(sms A +14155550109 STOP)" "$(twiml "$DEF_OUT")"
+sql "update orgs set opt_out_text = NULL where id = $ORG_A" >/dev/null
 
 # --- bad input: exit 2 (or 1 for an org that does not exist), one line on stderr, nothing changed ---
 "$HERALD" org texts "$ORG_A" --help "Keep me" --opt-out "Keep me too" >/dev/null

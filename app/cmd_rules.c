@@ -244,9 +244,10 @@ static void context_free(context_t *c)
         PQclear(c->org);
 }
 
-static const char *nonempty(PGresult *r, int col)
+/* Column col of r's first row, or NULL for SQL NULL or no row (an empty text is the engine's to read). */
+static const char *first_value(PGresult *r, int col)
 {
-    if (!r || PQntuples(r) < 1 || PQgetisnull(r, 0, col) || !*PQgetvalue(r, 0, col))
+    if (!r || PQntuples(r) < 1 || PQgetisnull(r, 0, col))
         return NULL;
     return PQgetvalue(r, 0, col);
 }
@@ -260,9 +261,9 @@ static int load_context(cli_session_t *s, const opts_t *o, context_t *c, routing
     if (cli_exec(s, "SELECT help_text, opt_out_text, opt_in_text FROM orgs WHERE id = $1::bigint", 1, p1, &c->org,
                  &err) != 0)
         goto fail;
-    in->help_text = nonempty(c->org, 0);
-    in->opt_out_text = nonempty(c->org, 1);
-    in->opt_in_text = nonempty(c->org, 2);
+    in->help_text = first_value(c->org, 0);
+    in->opt_out_text = first_value(c->org, 1);
+    in->opt_in_text = first_value(c->org, 2);
     if (!o->from)
         return 0;
     if (cli_exec(s, "SELECT array_to_json(tags)::text, attributes::text FROM contacts "

@@ -255,12 +255,6 @@ static char *dup_value(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
 }
 
-/* An org's text: NULL (the default text) when unset or empty, as `herald rules test` reads it. */
-static char *dup_text(const PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) || !*PQgetvalue(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
-}
-
 /* ---- post-commit jobs ---- */
 
 typedef enum job_kind { JOB_FLOW, JOB_AI, JOB_AUTOMATION } job_kind_t;
@@ -1303,9 +1297,9 @@ static void context_row(wh_req_t *r, const PGresult *res, int row, int base)
         return;
     }
     r->org_id = strtoll(PQgetvalue(res, row, base + 0), NULL, 10);
-    r->help_text = dup_text(res, row, base + 2);
-    r->opt_out_text = dup_text(res, row, base + 3);
-    r->opt_in_text = dup_text(res, row, base + 4);
+    r->help_text = dup_value(res, row, base + 2);
+    r->opt_out_text = dup_value(res, row, base + 3);
+    r->opt_in_text = dup_value(res, row, base + 4);
     r->form_state = dup_value(res, row, base + 7);
     r->contact_tags = dup_value(res, row, base + 8);
     r->contact_attrs = dup_value(res, row, base + 9);

@@ -261,6 +261,12 @@ static int rx_cannot_match(const routing_rx_t *rx, struct routing_scratch *s)
     return 0;
 }
 
+/* An org's text, or dflt when the org has none (NULL, or empty as a column may hold it). */
+static const char *org_text(const char *text, const char *dflt)
+{
+    return text && *text ? text : dflt;
+}
+
 static void carrier(routing_decision_t *d, const routing_input_t *in, int in_form)
 {
     const kw_result_t *kw = &d->carrier;
@@ -270,18 +276,18 @@ static void carrier(routing_decision_t *d, const routing_input_t *in, int in_for
     if (kw->cls == KW_OPT_OUT || kw->revocation) {
         if ((a = push(d, ROUTING_ACT_OPT_OUT, ROUTING_SRC_CARRIER)) != NULL) {
             a->keyword = kw->keyword;
-            set_text(d, a, in->opt_out_text ? in->opt_out_text : ROUTING_DEFAULT_OPT_OUT_TEXT);
+            set_text(d, a, org_text(in->opt_out_text, ROUTING_DEFAULT_OPT_OUT_TEXT));
         }
         if (in_form)
             d->form.op = ROUTING_FORM_CLEAR;
     } else if (kw->cls == KW_OPT_IN) {
         if ((a = push(d, ROUTING_ACT_OPT_IN, ROUTING_SRC_CARRIER)) != NULL) {
             a->keyword = kw->keyword;
-            set_text(d, a, in->opt_in_text ? in->opt_in_text : ROUTING_DEFAULT_OPT_IN_TEXT);
+            set_text(d, a, org_text(in->opt_in_text, ROUTING_DEFAULT_OPT_IN_TEXT));
         }
     } else if ((a = push(d, ROUTING_ACT_HELP, ROUTING_SRC_CARRIER)) != NULL) {
         a->keyword = kw->keyword;
-        set_text(d, a, in->help_text ? in->help_text : ROUTING_DEFAULT_HELP_TEXT);
+        set_text(d, a, org_text(in->help_text, ROUTING_DEFAULT_HELP_TEXT));
     }
 }
 
@@ -420,12 +426,12 @@ static void run_actions(routing_decision_t *d, const routing_ruleset_t *rs, int 
             a->noop = !has_tag(in, spec->u.tag.tag);
             break;
         case ROUTING_ACT_OPT_OUT:
-            set_text(d, a, in->opt_out_text ? in->opt_out_text : ROUTING_DEFAULT_OPT_OUT_TEXT);
+            set_text(d, a, org_text(in->opt_out_text, ROUTING_DEFAULT_OPT_OUT_TEXT));
             if (in->form && d->form.op != ROUTING_FORM_SET)
                 d->form.op = ROUTING_FORM_CLEAR;
             break;
         case ROUTING_ACT_OPT_IN:
-            set_text(d, a, in->opt_in_text ? in->opt_in_text : ROUTING_DEFAULT_OPT_IN_TEXT);
+            set_text(d, a, org_text(in->opt_in_text, ROUTING_DEFAULT_OPT_IN_TEXT));
             break;
         default:
             break;

@@ -223,7 +223,7 @@ typedef struct routing_input {
     const char *form; /* form in progress (conversations.form_state.form) or NULL */
     int form_step;    /* index of the field being asked */
     const kw_result_t *carrier; /* carrier keyword result, or NULL to compute it here */
-    const char *opt_out_text, *opt_in_text, *help_text; /* org's texts; NULL: defaults below */
+    const char *opt_out_text, *opt_in_text, *help_text; /* org's texts; NULL or "": defaults below */
 } routing_input_t;
 
 #define ROUTING_DEFAULT_OPT_OUT_TEXT \

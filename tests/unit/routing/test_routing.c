@@ -594,6 +594,12 @@ static void test_no_ruleset_and_args(void **state)
     assert_int_equal(d.n_actions, 1);
     assert_int_equal(d.actions[0].type, ROUTING_ACT_HELP);
     assert_string_equal(d.actions[0].text, "Acme: call 555-0100.");
+    /* An empty org text (a column set to '') is no text: the default is sent. */
+    in.help_text = "";
+    assert_int_equal(routing_evaluate(NULL, &in, &d), 0);
+    assert_int_equal(d.n_actions, 1);
+    assert_string_equal(d.actions[0].text, ROUTING_DEFAULT_HELP_TEXT);
+    in.help_text = "Acme: call 555-0100.";
     assert_int_equal(routing_evaluate(NULL, NULL, &d), ROUTING_EARG);
     routing_decision_close(&d);
     memset(&d, 0, sizeof(d));

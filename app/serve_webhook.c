@@ -329,7 +329,6 @@ static void on_job_recorded(db_t *db, const PGresult *res, const char *err, void
         job_close(j);
 }
 
-/* Records the outcome as an event (and, for an AI answer, queues the reply first). */
 /* Sends the outcome statement (wh_event) of job j's call; -1 when it could not be sent. */
 static int outcome_send(const job_t *j, json_t *detail, db_cb cb, void *arg)
 {
@@ -349,6 +348,7 @@ static int outcome_send(const job_t *j, json_t *detail, db_cb cb, void *arg)
     return rc;
 }
 
+/* Records the outcome of j's call as an event; j is closed once that is written (or given up). */
 static void job_record(job_t *j, json_t *detail, int ok)
 {
     metrics_counter_add(ok ? j->wh->m_jobs_ok : j->wh->m_jobs_failed, 1);
@@ -634,7 +634,7 @@ static void job_resume(webhook_t *wh, const PGresult *res, int row)
         .to = PQgetvalue(res, row, 9),
         .from = PQgetvalue(res, row, 10),
     };
-    const char *why = NULL;
+    const char *why = NULL, *status = "failed"; /* why the call is not made, and its outcome then */
 
     if (!PQgetisnull(res, row, 4))
         json_object_set_new(spec, "rule", json_string(PQgetvalue(res, row, 4)));
@@ -642,6 +642,7 @@ static void job_resume(webhook_t *wh, const PGresult *res, int row)
         why = "the event's detail is not an object";
     } else if (strcmp(PQgetvalue(res, row, 11), "1") == 0) {
         why = "expired: pending for more than a day";
+        status = "expired";
     } else if (strcmp(action, "go-to-flow") == 0) {
         json_object_set(spec, "url", json_object_get(detail, "endpoint"));
         json_object_set(spec, "flow", json_object_get(detail, "flow"));
@@ -666,8 +667,7 @@ static void job_resume(webhook_t *wh, const PGresult *res, int row)
     if (why) {
         /* Given up: recorded as the call's outcome, so the sweep does not claim it again. */
         job_t j = {.wh = wh, .org_id = o.org_id, .conv_id = o.conv_id, .msg_id = o.msg_id, .event_id = o.event_id};
-        json_t *out = json_pack("{s:s, s:s}", "status", strncmp(why, "expired", 7) == 0 ? "expired" : "failed",
-                                "error", why);
+        json_t *out = json_pack("{s:s, s:s}", "status", status, "error", why);
         j.rule = (char *)json_string_value(json_object_get(spec, "rule"));
         j.action = (char *)action;
         job_record_detached(&j, out);
@@ -1679,13 +1679,13 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     serve_db_statement(ctx, "wh_event", event_sql);
     serve_db_statement(ctx, "wh_history", history_sql);
     serve_db_statement(ctx, "wh_jobs_claim", claim_sql);
+    serve_db_statement(ctx, "wh_queue_reply", inbox_sql_queue_reply);
     uv_timer_init(ctx->loop, &wh->sweep_timer);
     wh->sweep_timer.data = wh;
     /* The first sweep soon after start: calls a stopped process left are made again. */
-    uv_timer_start(&wh->sweep_timer, on_sweep, wh->ctx->cfg.job_sweep_ms < 1000 ? wh->ctx->cfg.job_sweep_ms : 1000,
-                   wh->ctx->cfg.job_sweep_ms);
+    uv_timer_start(&wh->sweep_timer, on_sweep, ctx->cfg.job_sweep_ms < 1000 ? ctx->cfg.job_sweep_ms : 1000,
+                   ctx->cfg.job_sweep_ms);
     uv_unref((uv_handle_t *)&wh->sweep_timer);
-    serve_db_statement(ctx, "wh_queue_reply", inbox_sql_queue_reply);
     return http_router_add(ctx->router, "POST", "/connect/webhook/twilio/sms", on_sms, wh);
 }
 

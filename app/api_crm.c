@@ -70,6 +70,21 @@ static void respond_json(http_request_t *req, int status, const char *body)
     http_respond(req, status, "application/json", NULL, body, strlen(body));
 }
 
+#define CRM_JSON_MAX (64u << 20) /* the largest answer written (a page, or one conversation) */
+
+/* Answers 200 with the JSON written into out, or 500 when writing it failed (rc). */
+static void respond_written(crm_req_t *c, int rc, const buf_t *out)
+{
+    if (rc == BUF_ETOOBIG) {
+        serve_json_error(c->req, 500, "response too large");
+    } else if (rc != 0) {
+        log_error("crm: a conversation's columns cannot be written as JSON (%d)", rc);
+        serve_json_error(c->req, 500, "internal error");
+    } else {
+        http_respond(c->req, 200, "application/json", NULL, buf_str(out), out->len);
+    }
+}
+
 static void on_page(db_t *db, const PGresult *res, const char *err, void *arg)
 {
     crm_req_t *c = arg;
@@ -82,17 +97,8 @@ static void on_page(db_t *db, const PGresult *res, const char *err, void *arg)
     } else if (c->op == CRM_MESSAGES && !c->exists) {
         serve_json_error(c->req, 404, "conversation not found");
     } else {
-        int rc;
-        buf_init(&out, 64u << 20);
-        rc = inbox_page_json(res, &c->st, cursor_fn, &out);
-        if (rc == BUF_ETOOBIG) {
-            serve_json_error(c->req, 500, "response too large");
-        } else if (rc != 0) {
-            log_error("crm: a conversation's columns cannot be written as JSON (%d)", rc);
-            serve_json_error(c->req, 500, "internal error");
-        } else {
-            http_respond(c->req, 200, "application/json", NULL, buf_str(&out), out.len);
-        }
+        buf_init(&out, CRM_JSON_MAX);
+        respond_written(c, inbox_page_json(res, &c->st, cursor_fn, &out), &out);
         buf_close(&out);
     }
     crm_free(c);
@@ -118,15 +124,8 @@ static void on_row(db_t *db, const PGresult *res, const char *err, void *arg)
     } else if (PQntuples(res) != 1) {
         serve_json_error(c->req, 404, "conversation not found");
     } else {
-        int rc;
-        buf_init(&out, 64u << 20);
-        rc = inbox_conversation_json_row(res, 0, 0, &out);
-        if (rc != 0) {
-            log_error("crm: a conversation's columns cannot be written as JSON (%d)", rc);
-            serve_json_error(c->req, 500, "internal error");
-        } else {
-            http_respond(c->req, 200, "application/json", NULL, buf_str(&out), out.len);
-        }
+        buf_init(&out, CRM_JSON_MAX);
+        respond_written(c, inbox_conversation_json_row(res, 0, 0, &out), &out);
         buf_close(&out);
     }
     crm_free(c);

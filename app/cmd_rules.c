@@ -6,9 +6,11 @@
  */
 #include "app/cli.h"
 #include "app/commands.h"
+#include "app/org_creds.h"
 #include "common/xalloc.h"
 #include "routing/routing.h"
 #include "routing/rules_store.h"
+#include "routing/secrets.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,7 +20,8 @@
 #define USAGE                                                                                        \
     "usage: herald rules load FILE.json [--org ID]\n"                                                \
     "       herald rules list [--number E164] [--json] [--org ID]\n"                                 \
-    "       herald rules test --number E164 --body TEXT [--from E164] [--json] [--org ID]\n"
+    "       herald rules test --number E164 --body TEXT [--from E164] [--json] [--org ID]\n"    \
+    "       herald rules seal\n"
 
 typedef struct opts {
     const char *file, *org, *number, *body, *from;
@@ -104,6 +107,38 @@ static void on_saved(int version, const char *err, void *arg)
     w->done = 1;
 }
 
+/*
+ * HERALD_MASTER_KEY for the secrets of rule sets: 1 and the key, 0 when unset, -1 (after
+ * a one-line message) when malformed.
+ */
+static int master_key(unsigned char key[CRYPTO_KEY_LEN])
+{
+    int mk = org_creds_master_key(key);
+    if (mk < 0)
+        fprintf(stderr, "herald: HERALD_MASTER_KEY: expected 32 bytes as 64 hex digits or base64\n");
+    return mk;
+}
+
+/* Replaces *doc by its sealed version when it holds a secret; -1 after a message. */
+static int seal_document(const char *what, char **doc)
+{
+    unsigned char key[CRYPTO_KEY_LEN];
+    char err[256], *sealed;
+    int mk = master_key(key), n;
+
+    if (mk < 0)
+        return -1;
+    if (rules_secrets_seal(*doc, mk ? key : NULL, &sealed, &n, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s\n", what, err);
+        return -1;
+    }
+    if (sealed) {
+        free(*doc);
+        *doc = sealed;
+    }
+    return 0;
+}
+
 static int cmd_load(const opts_t *o)
 {
     routing_ruleset_t *rs = NULL;
@@ -129,6 +164,9 @@ static int cmd_load(const opts_t *o)
         free(doc);
         return 1;
     }
+    /* trigger-automation secrets are stored sealed under HERALD_MASTER_KEY, never in clear. */
+    if (seal_document(o->file, &doc) != 0)
+        goto out;
     if (cli_session_open(&s) != 0)
         goto out;
     if (cli_session_org(&s, o->org) != 0)
@@ -385,6 +423,22 @@ static int cmd_test(cli_session_t *s, const opts_t *o)
         fprintf(stderr, "herald: rules: no active rules for %s\n", o->number);
         goto out;
     }
+    {
+        /* The dry run signs nothing: without the key, each sealed secret is a stand-in. */
+        unsigned char key[CRYPTO_KEY_LEN];
+        char err[256], *opened;
+        int mk = master_key(key);
+        if (mk < 0)
+            goto out;
+        if (rules_secrets_open(a.doc, mk ? key : NULL, 1, &opened, err, sizeof(err)) != 0) {
+            fprintf(stderr, "herald: rules: stored version %d: %s\n", a.version, err);
+            goto out;
+        }
+        if (opened) {
+            free(a.doc);
+            a.doc = opened;
+        }
+    }
     if (rules_compile(a.doc, strlen(a.doc), &rs, &rerr) != 0) {
         fprintf(stderr, "herald: rules: stored version %d no longer compiles: %s\n", a.version, rerr.text);
         goto out;
@@ -444,6 +498,56 @@ out:
     return rc;
 }
 
+/*
+ * herald rules seal: every stored rule set (every org, every version) that still holds a
+ * trigger-automation secret in clear, as documents loaded before sealing existed do, is
+ * rewritten with the secret sealed. Running it again changes nothing.
+ */
+static int cmd_seal(cli_session_t *s)
+{
+    static const char pick[] =
+        "SELECT id, document::text FROM rule_sets WHERE jsonb_path_exists(document, "
+        "'$.rules[*].actions[*] ? (@.type == \"trigger-automation\" && exists(@.secret))') ORDER BY id";
+    unsigned char key[CRYPTO_KEY_LEN];
+    int mk = master_key(key), sets = 0, secrets = 0, rc = 0;
+    const char *err;
+    PGresult *r;
+
+    if (mk < 0)
+        return 1;
+    if (cli_exec(s, pick, 0, NULL, &r, &err) != 0) {
+        fprintf(stderr, "herald: rules: %s\n", err);
+        return 1;
+    }
+    for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
+        char why[256], *sealed;
+        const char *p[2];
+        PGresult *u;
+        int n;
+        if (rules_secrets_seal(PQgetvalue(r, i, 1), mk ? key : NULL, &sealed, &n, why, sizeof(why)) != 0) {
+            fprintf(stderr, "herald: rules: rule set %s: %s\n", PQgetvalue(r, i, 0), why);
+            rc = 1;
+            break;
+        }
+        if (!sealed)
+            continue;
+        p[0] = PQgetvalue(r, i, 0);
+        p[1] = sealed;
+        if (cli_exec(s, "UPDATE rule_sets SET document = $2::jsonb WHERE id = $1::bigint", 2, p, &u, &err) != 0) {
+            fprintf(stderr, "herald: rules: rule set %s: %s\n", p[0], err);
+            rc = 1;
+        } else {
+            PQclear(u);
+            sets++;
+            secrets += n;
+        }
+        free(sealed);
+    }
+    PQclear(r);
+    printf("sealed %d secret(s) in %d rule set(s)\n", secrets, sets);
+    return rc;
+}
+
 int cmd_rules(int argc, char **argv)
 {
     opts_t o = {0};
@@ -465,6 +569,15 @@ int cmd_rules(int argc, char **argv)
     }
     if (strcmp(sub, "load") == 0)
         return cmd_load(&o);
+    if (strcmp(sub, "seal") == 0) {
+        if (o.file || o.number || o.body || o.from || o.json || o.org)
+            return usage("seal takes no arguments (it seals the rule sets of every org)");
+        if (cli_session_open(&s) != 0)
+            return 1;
+        rc = cmd_seal(&s);
+        cli_session_close(&s);
+        return rc;
+    }
     if (strcmp(sub, "list") == 0) {
         if (o.file || o.body || o.from)
             return usage("list takes only --number, --json and --org");

@@ -22,7 +22,7 @@ static const struct command {
     {"org", cmd_org, "org create|key|number|texts ...    orgs, API keys, numbers, HELP/STOP/START texts"},
     {"campaign", cmd_campaign, "campaign create|upload|rejects|start|pause|resume|cancel|run|status ..."},
     {"run-due", cmd_run_due, "run-due                            one pass for a system crontab"},
-    {"rules", cmd_rules, "rules load FILE.json | list [--number E164] | test --number E164 --body TEXT"},
+    {"rules", cmd_rules, "rules load FILE.json | list [--number E164] | test --number E164 --body TEXT | seal"},
     {"inbox", cmd_inbox, "inbox conversations|messages|reply ..."},
     {"suppression", cmd_suppression, "suppression add|remove|list|import ..."},
     {"serve", cmd_serve, "serve                              webhooks + API + scheduler until SIGTERM"},

@@ -43,6 +43,7 @@
 #include "http/twiml.h"
 #include "provider/signature.h"
 #include "routing/routing.h"
+#include "routing/secrets.h"
 #include "storage/inbox.h"
 
 #include <inttypes.h>
@@ -192,7 +193,8 @@ static const char event_sql[] =
  * The sweep (017): claims pending calls whose lease ran out ($1 s after the event or the
  * last claim), except those of messages this process is calling for ($3), and returns
  * what a call needs: its event, the message, and the signing secret of a
- * trigger-automation that had one, from the live rule set (events never hold secrets).
+ * trigger-automation that had one, from the live rule set (events never hold secrets):
+ * sealed (hex, routing/secrets.h), or "s:" and the secret in a set stored before sealing.
  */
 static const char claim_sql[] =
     "UPDATE conversation_events e SET detail = e.detail || jsonb_build_object('lease_until',"
@@ -205,10 +207,12 @@ static const char claim_sql[] =
     " RETURNING e.id, e.org_id, e.conversation_id, e.message_id, e.rule_name, e.action, e.detail::text,"
     " coalesce(m.message_sid, ''), m.body, v.our_number, v.contact_e164,"
     " (e.created_at < now() - interval '1 day')::int,"
-    " (SELECT a->>'secret' FROM rule_sets rs CROSS JOIN LATERAL jsonb_array_elements(rs.document->'rules') r"
+    " (SELECT coalesce(a->>'secret_sealed', 's:' || (a->>'secret')) FROM rule_sets rs"
+    " CROSS JOIN LATERAL jsonb_array_elements(rs.document->'rules') r"
     " CROSS JOIN LATERAL jsonb_array_elements(r->'actions') a WHERE e.action = 'trigger-automation'"
     " AND rs.org_id = e.org_id AND rs.number = v.our_number AND rs.active AND r->>'name' = e.rule_name"
-    " AND a->>'type' = 'trigger-automation' AND a->>'url' = e.detail->>'url' AND a ? 'secret' LIMIT 1)";
+    " AND a->>'type' = 'trigger-automation' AND a->>'url' = e.detail->>'url' AND a ?| array['secret_sealed', 'secret']"
+    " LIMIT 1)";
 static const char history_sql[] =
     "SELECT coalesce(json_agg(json_build_object('direction', direction, 'body', body, 'at', created_at)"
     " ORDER BY id), '[]')::text FROM (SELECT id, direction, body, created_at FROM messages"
@@ -616,6 +620,28 @@ static void job_start(webhook_t *wh, const job_origin_t *o, json_t *spec)
 
 #define JOB_SWEEP_BATCH 100
 
+/*
+ * Puts the signing secret of a resumed trigger-automation into spec, from the claim's
+ * column (see claim_sql). Returns NULL, or why the call cannot be made.
+ */
+static const char *resume_secret(const webhook_t *wh, const char *stored, json_t *spec)
+{
+    const serve_config_t *cfg = &wh->ctx->cfg;
+    char opened[RULES_SECRET_MAX + 1];
+
+    if (!stored)
+        return "its signing secret is no longer in the number's rule set";
+    if (strncmp(stored, "s:", 2) == 0) { /* a rule set stored before sealing */
+        json_object_set_new(spec, "secret", json_string(stored + 2));
+        return NULL;
+    }
+    if (rules_secret_open(cfg->have_master_key ? cfg->master_key : NULL, stored, opened) != 0)
+        return "its signing secret does not open under HERALD_MASTER_KEY";
+    json_object_set_new(spec, "secret", json_string(opened));
+    memset(opened, 0, sizeof(opened));
+    return NULL;
+}
+
 /* A claimed event's call, made again: its spec comes back from the event's detail. */
 static void job_resume(webhook_t *wh, const PGresult *res, int row)
 {
@@ -653,12 +679,8 @@ static void job_resume(webhook_t *wh, const PGresult *res, int row)
     } else if (strcmp(action, "trigger-automation") == 0) {
         json_object_set(spec, "url", json_object_get(detail, "url"));
         json_object_set(spec, "event", json_object_get(detail, "event"));
-        if (json_is_true(json_object_get(detail, "signed"))) {
-            if (secret)
-                json_object_set_new(spec, "secret", json_string(secret));
-            else
-                why = "its signing secret is no longer in the number's rule set";
-        }
+        if (json_is_true(json_object_get(detail, "signed")))
+            why = resume_secret(wh, secret, spec);
     } else {
         why = "not a call";
     }
@@ -1191,12 +1213,21 @@ static void on_rules(db_t *db, const PGresult *res, const char *err, void *arg)
         return;
     }
     if (PQntuples(res) == 1) {
+        const serve_config_t *cfg = &wh->ctx->cfg;
         const char *docs = PQgetvalue(res, 0, 1);
-        if (rules_compile(docs, strlen(docs), &rs, &rerr) != 0) {
+        char why[256], *opened = NULL;
+        if (rules_secrets_open(docs, cfg->have_master_key ? cfg->master_key : NULL, 0, &opened, why, sizeof(why)) !=
+            0) {
+            log_error("rules for org %" PRId64 ": %s (carrier keywords only)", r->org_id, why);
+        } else if (rules_compile(opened ? opened : docs, strlen(opened ? opened : docs), &rs, &rerr) != 0) {
             log_error("rules for org %" PRId64 ": %s (carrier keywords only)", r->org_id, rerr.text);
             rs = NULL;
         } else {
             rules_set_version(rs, atoi(PQgetvalue(res, 0, 0)));
+        }
+        if (opened) {
+            memset(opened, 0, strlen(opened));
+            free(opened);
         }
     }
     if (routing_registry_swap(wh->registry, r->org_id, r->to, rs ? rules_ref(rs) : NULL) != 0)

@@ -133,6 +133,49 @@ expect "load for --org" 0 'version 1 ' "$HERALD" rules load "$dir/v1.json" --org
 expect "default org still on v2" 0 'version 2' "$HERALD" rules test --number +15005550006 --body hi
 expect "other org on its v1" 0 'version 1' "$HERALD" rules test --number +15005550006 --body hi --org "$org2"
 
+# --- trigger-automation secrets: stored sealed under HERALD_MASTER_KEY, never in clear ---
+cat >"$dir/signed.json" <<'JSON'
+{"number": "+15005550007", "rules": [{"name": "auto", "when": {"any": true},
+  "actions": [{"type": "trigger-automation", "url": "http://127.0.0.1:9/hook", "event": "e", "secret": "hunter2-signing"}]}]}
+JSON
+expect "a secret without HERALD_MASTER_KEY: refused" 1 \
+  "^$dir/signed.json: rules\[0\]\.actions\[0\]: HERALD_MASTER_KEY is not set: refusing to store a trigger-automation secret in clear" \
+  env -u HERALD_MASTER_KEY "$HERALD" rules load "$dir/signed.json"
+expect "a malformed HERALD_MASTER_KEY: refused" 1 "HERALD_MASTER_KEY: expected 32 bytes" \
+  env HERALD_MASTER_KEY=nothex "$HERALD" rules load "$dir/signed.json"
+[ "$(sql "select count(*) from rule_sets where number = '+15005550007'")" = 0 ] && ok "refused: nothing stored" \
+  || bad "refused: nothing stored"
+KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+expect "a secret with HERALD_MASTER_KEY: loaded" 0 '^loaded \+15005550007 version 1' \
+  env HERALD_MASTER_KEY="$KEY" "$HERALD" rules load "$dir/signed.json"
+check_sealed=$(sql "select (document::text like '%hunter2%')::text || '/' || (document #>> '{rules,0,actions,0,secret_sealed}' ~ '^[0-9a-f]{92}$')::text
+                      || '/' || (document #> '{rules,0,actions,0}' ? 'secret')::text from rule_sets where number = '+15005550007'")
+[ "$check_sealed" = "false/true/false" ] && ok "stored sealed: no clear secret in the row" || bad "stored sealed" "$check_sealed"
+expect "rules test opens it: signed" 0 '"type":"trigger-automation".*"signed":true' \
+  env HERALD_MASTER_KEY="$KEY" "$HERALD" rules test --number +15005550007 --body hi --json
+expect "rules test without the key: still signed (a dry run signs nothing)" 0 '"signed":true' \
+  env -u HERALD_MASTER_KEY "$HERALD" rules test --number +15005550007 --body hi --json
+out=$(env HERALD_MASTER_KEY="$KEY" "$HERALD" rules test --number +15005550007 --body hi 2>&1;
+      env HERALD_MASTER_KEY="$KEY" "$HERALD" rules test --number +15005550007 --body hi --json 2>&1)
+grep -q hunter2 <<<"$out" && bad "rules test prints no secret" "$out" || ok "rules test prints no secret"
+expect "under another key: the stored set does not open" 1 'does not open under HERALD_MASTER_KEY' \
+  env HERALD_MASTER_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" "$HERALD" rules test --number +15005550007 --body hi
+sealed=$(sql "select document::text from rule_sets where number = '+15005550007'")
+printf '%s' "$sealed" >"$dir/replay.json"
+expect "a file may not carry secret_sealed itself" 1 'unknown field "secret_sealed"' \
+  env HERALD_MASTER_KEY="$KEY" "$HERALD" rules load "$dir/replay.json"
+# A set stored with its secret in clear (before sealing existed): rules seal, every org.
+sql "insert into rule_sets (org_id, number, version, document) values ($org2, '+15005550008', 1,
+     '{\"number\": \"+15005550008\", \"rules\": [{\"name\": \"a\", \"when\": {\"any\": true}, \"actions\": [{\"type\": \"trigger-automation\", \"url\": \"http://127.0.0.1:9/x\", \"event\": \"e\", \"secret\": \"old-clear-secret\"}]}]}')" >/dev/null
+expect "rules seal without the key: refused" 1 'HERALD_MASTER_KEY is not set' env -u HERALD_MASTER_KEY "$HERALD" rules seal
+expect "rules seal: the clear one sealed" 0 '^sealed 1 secret\(s\) in 1 rule set\(s\)$' env HERALD_MASTER_KEY="$KEY" "$HERALD" rules seal
+[ "$(sql "select count(*) from rule_sets where document::text like '%old-clear-secret%'")" = 0 ] && ok "rules seal: no clear secret left" \
+  || bad "rules seal: no clear secret left"
+expect "rules seal again: nothing to do" 0 '^sealed 0 secret' env HERALD_MASTER_KEY="$KEY" "$HERALD" rules seal
+expect "the sealed old set still compiles" 0 '"signed":true' \
+  env HERALD_MASTER_KEY="$KEY" "$HERALD" rules test --number +15005550008 --body hi --json --org "$org2"
+expect "rules seal takes no arguments" 2 'seal takes no arguments' "$HERALD" rules seal --org "$org2"
+
 # --- usage ---
 expect "no subcommand: usage, exit 2" 2 'usage: herald rules' "$HERALD" rules
 expect "unknown subcommand" 2 "unknown subcommand 'frob'" "$HERALD" rules frob

@@ -117,6 +117,22 @@ for line in open(sys.argv[1]):
 sys.exit(1)
 PY
 
+# The rule set above was stored with its secret in clear (as before secrets were sealed):
+# `herald rules seal` seals it in place. Processes started from here on open it.
+check "rules seal: the stored clear secret is sealed" "$("$HERALD" rules seal 2>&1)" '^sealed 1 secret\(s\) in 1 rule set\(s\)$'
+check "rules seal: no clear secret left in the database" \
+  "$(sql "select count(*) from rule_sets where document::text like '%s3cret%'")/$(sql "select count(*) from rule_sets where document::text like '%secret_sealed%'")" "^0/1$"
+check "rules seal again: nothing to do" "$("$HERALD" rules seal 2>&1)" "^sealed 0 secret"
+signed_with() { # FROM SECRET: the receiver got FROM's call signed with SECRET
+  python3 - "$dir/recv.log" "$1" "$2" <<'PY'
+import hashlib, hmac, json, sys
+calls = [json.loads(l) for l in open(sys.argv[1])]
+calls = [r for r in calls if json.loads(r["body"]).get("from") == sys.argv[2]]
+want = "sha256=" + hmac.new(sys.argv[3].encode(), calls[0]["body"].encode(), hashlib.sha256).hexdigest() if calls else None
+sys.exit(0 if len(calls) == 1 and calls[0]["headers"].get("X-Herald-Signature") == want else 1)
+PY
+}
+
 # --- kill -9 while the call is in flight (the flow endpoint takes 5 s) ---
 sms +14155550202 "FLOWSLOW" >/dev/null
 sleep 0.5
@@ -139,6 +155,8 @@ wait_for "select count(*) from conversation_events where detail->>'status' = 'do
   && ok "post-commit call recorded done" || bad "post-commit call not done"
 sleep 1
 check "post-commit call: made once" "$(grep -c '14155550203' "$dir/recv.log")" "^1$"
+signed_with +14155550203 s3cret && ok "post-commit call: signed with the sealed secret, opened" \
+  || bad "post-commit call: signature" "$(grep 14155550203 "$dir/recv.log" | head -c 400)"
 
 # --- SIGTERM during a retry's backoff: the next process makes the call ---
 sms +14155550204 "FAIL" >/dev/null
@@ -152,6 +170,33 @@ wait_for "select count(*) from conversation_events where action = 'trigger-autom
   && ok "SIGTERM: the call made again, its retries run out, recorded failed" || bad "SIGTERM: not resumed"
 check "SIGTERM: four more attempts" "$(($(grep -c '"/fail"' "$dir/recv.log") - n_before))" "^4$"
 check "nothing left pending" "$(pending)" "^0$"
+
+# --- a resumed call opens the rule's sealed secret; under another master key it is given up ---
+recv_stop
+sms +14155550206 "AUTO" >/dev/null
+sleep 0.2
+kill -9 "$last_pid"; wait "$last_pid" 2>/dev/null
+recv_start
+serve_start c
+wait_for "select count(*) from conversation_events e join messages m on m.id = e.message_id where m.body = 'AUTO' and e.detail->>'status' = 'done'" 3 \
+  && ok "sealed secret: the pending call is made" || bad "sealed secret: call not done" "pending=$(pending)"
+signed_with +14155550206 s3cret && ok "sealed secret: the resumed call is signed with it" \
+  || bad "sealed secret: resumed call's signature" "$(grep 14155550206 "$dir/recv.log" | head -c 400)"
+recv_stop
+sms +14155550207 "AUTO" >/dev/null
+sleep 0.2
+kill -9 "$last_pid"; wait "$last_pid" 2>/dev/null
+recv_start
+n_hook=$(grep -c '"/hook"' "$dir/recv.log")
+HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') serve_start h
+wait_for "select count(*) from conversation_events where detail->>'status' = 'pending'" 0 \
+  && ok "another master key: nothing left pending" || bad "another master key: still pending"
+check "another master key: failed with the reason" \
+  "$(sql "select detail->>'status' || ': ' || (detail->>'error') from conversation_events where detail->>'error' like '%does not open%'")" \
+  "^failed: its signing secret does not open under HERALD_MASTER_KEY$"
+check "another master key: no call made" "$(($(grep -c '"/hook"' "$dir/recv.log") - n_hook))" "^0$"
+kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null
+serve_start d0
 
 # --- given up: the rule's secret is gone; pending for more than a day ---
 recv_stop
@@ -168,7 +213,7 @@ n_hook=$(grep -c '"/hook"' "$dir/recv.log"); n_flow=$(grep -c '"/flow"' "$dir/re
 serve_start d
 wait_for "select count(*) from conversation_events where detail->>'status' = 'pending'" 0 \
   && ok "given-up calls leave nothing pending" || bad "given up: still pending"
-check "secret gone: failed with the reason" "$(sql "select detail->>'status' || ': ' || (detail->>'error') from conversation_events where action = 'trigger-automation' and detail->>'error' like '%secret%'")" \
+check "secret gone: failed with the reason" "$(sql "select detail->>'status' || ': ' || (detail->>'error') from conversation_events where action = 'trigger-automation' and detail->>'error' like '%no longer%'")" \
   "^failed: its signing secret is no longer in the number's rule set$"
 check "over a day old: expired" "$(sql "select detail->>'status' from conversation_events where action = 'go-to-flow' and detail ? 'error'")" "^expired$"
 sleep 0.5
@@ -181,7 +226,9 @@ rules 3 "[{\"name\": \"auto\", \"when\": {\"keywords\": [\"AUTO\"]},
   \"actions\": [{\"type\": \"trigger-automation\", \"url\": \"http://127.0.0.1:$RPORT/hook2\", \"event\": \"e2\"}]}]"
 recv_stop
 # A listener that never answers: every call stays in flight until the process dies.
-python3 -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $RPORT)); s.listen(128); time.sleep(120)" &
+# SO_REUSEADDR: the receiver's closed connections on the port are still in TIME_WAIT.
+python3 -c "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $RPORT)); s.listen(128); time.sleep(120)" &
 hole_pid=$!
 sleep 0.3
 serve_start e
@@ -193,7 +240,7 @@ kill "$hole_pid"; wait "$hole_pid" 2>/dev/null
 check "20 calls pending" "$(pending)" "^20$"
 recv_start
 serve_start f; serve_start g
-wait_for "select count(*) from conversation_events where action = 'trigger-automation' and detail->>'status' = 'delivered' and detail ? 'attempts' and detail->>'http_status' = '200'" 22 \
+wait_for "select count(*) from conversation_events where action = 'trigger-automation' and detail->>'status' = 'delivered' and detail ? 'attempts' and detail->>'http_status' = '200'" 23 \
   && ok "two sweeping processes: every call delivered" || bad "two processes: not all delivered" "pending=$(pending)"
 sleep 1
 check "two sweeping processes: each call made once" "$(grep '"/hook2"' "$dir/recv.log" | python3 -c "

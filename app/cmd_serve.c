@@ -560,12 +560,11 @@ static void on_client_closed(void *arg)
     (void)arg;
 }
 
-static void finish(serve_main_t *m)
+static void on_webhook_detached(void *arg)
 {
+    serve_main_t *m = arg;
     serve_ctx_t *ctx = &m->ctx;
 
-    set_state(m, SERVE_CLOSING);
-    serve_webhook_detach(ctx);
     if (ctx->client) {
         http_client_close(ctx->client, on_client_closed, NULL);
         ctx->client = NULL;
@@ -579,6 +578,12 @@ static void finish(serve_main_t *m)
     uv_close((uv_handle_t *)&ctx->pool_timer, on_handle_closed);
     uv_close((uv_handle_t *)&m->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&m->sigint, on_handle_closed);
+}
+
+static void finish(serve_main_t *m)
+{
+    set_state(m, SERVE_CLOSING);
+    serve_webhook_detach(&m->ctx, on_webhook_detached, m);
 }
 
 static void on_server_done(void *arg)

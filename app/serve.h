@@ -119,8 +119,13 @@ void serve_scheduler_detach(serve_ctx_t *ctx, void (*done)(void *arg), void *arg
 /* Adds POST /connect/webhook/twilio/sms (app/serve_webhook.c). Returns 0 or negative. */
 __attribute__((warn_unused_result)) int serve_webhook_attach(serve_ctx_t *ctx);
 
-/* Releases what serve_webhook_attach() created; pending async actions are abandoned. */
-void serve_webhook_detach(serve_ctx_t *ctx);
+/*
+ * Releases what serve_webhook_attach() created. The post-commit calls not made yet are
+ * abandoned, their pending events handed to the next sweep (of any process) at once;
+ * done(arg) runs when that is written or has taken 2 s (maybe synchronously), and the
+ * pool may be closed then.
+ */
+void serve_webhook_detach(serve_ctx_t *ctx, void (*done)(void *arg), void *arg);
 
 /* Frees what the webhook keeps (rule registry) once the loop has stopped. */
 void serve_webhook_free(serve_ctx_t *ctx);

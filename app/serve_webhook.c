@@ -62,6 +62,7 @@
 #define JOB_MAX_PENDING 10000
 #define WH_BATCH_MAX 64 /* requests per batched statement */
 #define WH_TOKEN_CACHE 16 /* orgs whose opened auth token is kept */
+#define WH_RELEASE_WAIT_MS 2000 /* on a stop, how long the leases' release may take */
 #define WH_SCRATCH_KEEP (256 * 1024) /* a scratch buffer larger than this is freed after use */
 
 typedef enum wh_state {
@@ -77,8 +78,11 @@ typedef struct webhook {
     routing_registry_t *registry;
     routing_decision_t decision;
     int closing;
-    uv_timer_t sweep_timer; /* looks for pending calls to make again (017) */
+    uv_timer_t sweep_timer; /* looks for pending calls to make again (017); on a stop, the release's guard */
     int sweeping;           /* a claim is in flight */
+    void (*detached)(void *arg); /* serve_webhook_detach()'s callback while the release runs */
+    void *detached_arg;
+    size_t n_released;
     struct job *jobs; /* pending post-commit jobs */
     size_t n_jobs;
     metrics_counter_t *m_ok, *m_dup, *m_bad, *m_forbidden, *m_unknown, *m_unavailable;
@@ -188,6 +192,15 @@ static const char event_sql[] =
     " ORDER BY p.id LIMIT 1) RETURNING e.id)"
     " INSERT INTO conversation_events (org_id, conversation_id, message_id, rule_name, action, detail)"
     " SELECT $1, $2, $3, $4, $5, $6::jsonb FROM done";
+
+/*
+ * On a clean stop (serve_webhook_detach): the pending calls of these messages, which this
+ * process leaves unmade, get a lease that has already run out, so that the next sweep of
+ * any process makes them instead of waiting HERALD_JOB_LEASE_S.
+ */
+static const char release_sql[] =
+    "UPDATE conversation_events SET detail = detail || jsonb_build_object('lease_until', now() - interval '1 second')"
+    " WHERE message_id = ANY ($1::bigint[]) AND (detail->>'status') = 'pending'";
 
 /*
  * The sweep (017): claims pending calls whose lease ran out ($1 s after the event or the
@@ -1710,6 +1723,7 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     serve_db_statement(ctx, "wh_event", event_sql);
     serve_db_statement(ctx, "wh_history", history_sql);
     serve_db_statement(ctx, "wh_jobs_claim", claim_sql);
+    serve_db_statement(ctx, "wh_release", release_sql);
     serve_db_statement(ctx, "wh_queue_reply", inbox_sql_queue_reply);
     uv_timer_init(ctx->loop, &wh->sweep_timer);
     wh->sweep_timer.data = wh;
@@ -1720,22 +1734,95 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     return http_router_add(ctx->router, "POST", "/connect/webhook/twilio/sms", on_sms, wh);
 }
 
-void serve_webhook_detach(serve_ctx_t *ctx)
+/* The end of the release (or of its wait): serve_webhook_detach()'s callback, once. */
+static void release_done(webhook_t *wh, const char *err)
+{
+    void (*done)(void *) = wh->detached;
+
+    if (!done)
+        return;
+    wh->detached = NULL;
+    if (err)
+        log_warn("stop: %zu unmade calls keep their lease (%s)", wh->n_released, err);
+    else
+        log_info("stop: %zu unmade calls handed to the next sweep", wh->n_released);
+    uv_close((uv_handle_t *)&wh->sweep_timer, NULL);
+    done(wh->detached_arg);
+}
+
+static void on_released(db_t *db, const PGresult *res, const char *err, void *arg)
+{
+    webhook_t *wh = arg;
+    serve_db_report(wh->ctx, db, res, err);
+    release_done(wh, err);
+}
+
+static void on_release_timeout(uv_timer_t *t)
+{
+    release_done(t->data, "no answer from the database in time");
+}
+
+/*
+ * Sends wh_release for the messages whose calls this process leaves unmade: waiting for
+ * a retry, in flight, or not started. A message with an outcome being written is left
+ * out: released before that outcome commits, another process could call again.
+ * Returns 1 when the statement was sent.
+ */
+static int release_send(webhook_t *wh)
+{
+    db_t *db = serve_db(wh->ctx);
+    buf_t ids;
+    const char *p[1];
+    int first = 1, rc;
+
+    if (!db || !wh->jobs)
+        return 0;
+    buf_init(&ids, SIZE_MAX);
+    rc = buf_append(&ids, "{", 1);
+    for (job_t *j = wh->jobs; rc == 0 && j; j = j->next) {
+        int writing = 0;
+        for (job_t *k = wh->jobs; k && !writing; k = k->next)
+            writing = k->msg_id == j->msg_id && (k->state == JOB_RECORDING || k->recorded);
+        if (writing || j->state == JOB_CLOSING)
+            continue;
+        rc = buf_printf(&ids, first ? "%" PRId64 : ",%" PRId64, j->msg_id);
+        first = 0;
+        wh->n_released++;
+    }
+    if (rc == 0)
+        rc = buf_append(&ids, "}", 1);
+    p[0] = buf_str(&ids);
+    rc = rc == 0 && !first && db_exec_prepared(db, "wh_release", 1, p, on_released, wh) == 0;
+    buf_close(&ids);
+    return rc;
+}
+
+void serve_webhook_detach(serve_ctx_t *ctx, void (*done)(void *arg), void *arg)
 {
     webhook_t *wh = ctx->webhook;
 
-    if (!wh || wh->closing)
+    if (!wh || wh->closing) {
+        done(arg);
         return;
+    }
     wh->closing = 1;
     /* The server has drained: no request is queued any more. */
     uv_close((uv_handle_t *)&wh->flush_check, NULL);
-    uv_close((uv_handle_t *)&wh->sweep_timer, NULL);
+    uv_timer_stop(&wh->sweep_timer);
+    wh->detached = done;
+    wh->detached_arg = arg;
+    if (release_send(wh)) {
+        uv_ref((uv_handle_t *)&wh->sweep_timer);
+        uv_timer_start(&wh->sweep_timer, on_release_timeout, WH_RELEASE_WAIT_MS, 0);
+    }
     /* Jobs waiting on a backoff timer are dropped; the others end in their callbacks. */
     for (job_t *j = wh->jobs, *next; j; j = next) {
         next = j->next;
         if (j->state == JOB_WAITING)
             job_close(j);
     }
+    if (!uv_is_active((uv_handle_t *)&wh->sweep_timer))
+        release_done(wh, NULL);
 }
 
 void serve_webhook_free(serve_ctx_t *ctx)

@@ -57,9 +57,9 @@ recv_start() {
 recv_stop() { kill "$recv_pid" 2>/dev/null; wait "$recv_pid" 2>/dev/null; recv_pid=; rm -f "$dir/recv.port"; }
 
 PUB=https://hooks.example.test
-serve_start() { # NAME: starts herald serve, port in $dir/NAME.port; lease 2 s, sweep every 0.3 s
+serve_start() { # NAME: starts herald serve, port in $dir/NAME.port; lease $LEASE (2) s, sweep every 0.3 s
   rm -f "$dir/$1.port"
-  HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_JOB_LEASE_S=2 HERALD_JOB_SWEEP_MS=300 \
+  HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_JOB_LEASE_S=${LEASE:-2} HERALD_JOB_SWEEP_MS=300 \
     "$HERALD" serve --port-file "$dir/$1.port" >"$dir/$1.out" 2>"$dir/$1.err" &
   pids+=($!)
   last_pid=$!
@@ -164,10 +164,15 @@ sleep 0.2 # first attempt answered 500: waiting 0.5 s for the second
 kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null; rc=$?
 check "SIGTERM during a backoff: exit 0" "$rc" "^0$"
 check "after SIGTERM during backoff: pending" "$(pending)" "^1$"
+# A clean stop hands the call to the next sweep at once: a lease already run out, so a
+# process with a 300 s lease makes it now, not in five minutes.
+check "SIGTERM: the pending call's lease released" \
+  "$(sql "select ((detail->>'lease_until')::timestamptz < now())::text from conversation_events where detail->>'status' = 'pending'")" "^true$"
+check "SIGTERM: the log says so" "$(grep -c 'stop: 1 unmade calls handed to the next sweep' "$dir/c.err")" "^1$"
 n_before=$(grep -c '"/fail"' "$dir/recv.log")
-serve_start c
+LEASE=300 serve_start c
 wait_for "select count(*) from conversation_events where action = 'trigger-automation' and detail->>'status' = 'failed'" 1 \
-  && ok "SIGTERM: the call made again, its retries run out, recorded failed" || bad "SIGTERM: not resumed"
+  && ok "SIGTERM: the call made again at once (300 s lease), its retries run out, recorded failed" || bad "SIGTERM: not resumed"
 check "SIGTERM: four more attempts" "$(($(grep -c '"/fail"' "$dir/recv.log") - n_before))" "^4$"
 check "nothing left pending" "$(pending)" "^0$"
 

@@ -1047,8 +1047,9 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
         case ROUTING_ACT_OPT_OUT:
         case ROUTING_ACT_OPT_IN:
             /* consent_events.keyword is the keyword or phrase that caused it: the
-             * carrier keyword, or for a rule's action (no keyword) the message itself. */
-            if (a->keyword)
+             * carrier keyword, or for a free-text revocation ("please stop texting
+             * me") and a rule's action (no keyword) the message itself. */
+            if (a->keyword && *a->keyword)
                 jsonw_member_str(&w, "keyword", a->keyword);
             else
                 jsonw_member_strn(&w, "keyword", buf_str(&r->body), r->body.len);

@@ -129,6 +129,10 @@ same "webhook: STOP answers the org's opt-out text" "$(sms A +14155550102 STOP)"
 same "webhook: STOP suppressed the contact" "$(sql "select count(*) from suppression where org_id = $ORG_A and e164 = '+14155550102'")" 1
 same "webhook: START answers the org's opt-in text" "$(sms A +14155550102 START)" "$(twiml "$IN_A")"
 same "webhook: a free-text opt-out" "$(sms A +14155550103 "please stop texting me")" "$(twiml "$OUT_A")"
+same "webhook: a free-text opt-out's consent event keeps the phrase" \
+  "$(sql "select kind || '|' || keyword from consent_events where org_id = $ORG_A and e164 = '+14155550103'")" "opt_out|please stop texting me"
+same "webhook: STOP's consent event keeps the keyword" \
+  "$(sql "select keyword from consent_events where org_id = $ORG_A and e164 = '+14155550102' and kind = 'opt_out'")" "STOP"
 same "webhook: a rule's opt-out action" "$(sms A +14155550104 GOODBYE)" "$(twiml "$OUT_A")"
 same "webhook, other org: HELP default" "$(sms B +14155550101 HELP)" "$(twiml "$DEF_HELP")"
 same "webhook, other org: STOP default" "$(sms B +14155550102 STOP)" "$(twiml "$DEF_OUT")"

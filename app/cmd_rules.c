@@ -124,11 +124,13 @@ static int seal_document(const char *what, char **doc)
 {
     unsigned char key[CRYPTO_KEY_LEN];
     char err[256], *sealed;
-    int mk = master_key(key), n;
+    int mk = master_key(key), n, rc;
 
     if (mk < 0)
         return -1;
-    if (rules_secrets_seal(*doc, mk ? key : NULL, &sealed, &n, err, sizeof(err)) != 0) {
+    rc = rules_secrets_seal(*doc, mk ? key : NULL, &sealed, &n, err, sizeof(err));
+    memset(key, 0, sizeof(key));
+    if (rc != 0) {
         fprintf(stderr, "%s: %s\n", what, err);
         return -1;
     }
@@ -430,7 +432,9 @@ static int cmd_test(cli_session_t *s, const opts_t *o)
         int mk = master_key(key);
         if (mk < 0)
             goto out;
-        if (rules_secrets_open(a.doc, mk ? key : NULL, 1, &opened, err, sizeof(err)) != 0) {
+        int orc = rules_secrets_open(a.doc, mk ? key : NULL, 1, &opened, err, sizeof(err));
+        memset(key, 0, sizeof(key));
+        if (orc != 0) {
             fprintf(stderr, "herald: rules: stored version %d: %s\n", a.version, err);
             goto out;
         }
@@ -494,6 +498,8 @@ static int cmd_test(cli_session_t *s, const opts_t *o)
 out:
     context_free(&c);
     rules_unref(rs);
+    if (a.doc)
+        memset(a.doc, 0, strlen(a.doc)); /* may hold opened secrets */
     free(a.doc);
     return rc;
 }
@@ -544,6 +550,7 @@ static int cmd_seal(cli_session_t *s)
         free(sealed);
     }
     PQclear(r);
+    memset(key, 0, sizeof(key));
     printf("sealed %d secret(s) in %d rule set(s)\n", secrets, sets);
     return rc;
 }

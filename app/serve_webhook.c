@@ -82,6 +82,7 @@ typedef struct webhook {
     int sweeping;           /* a claim is in flight */
     void (*detached)(void *arg); /* serve_webhook_detach()'s callback while the release runs */
     void *detached_arg;
+    buf_t rel_msgs, rel_events; /* what the release takes: message and event ids ("{1,2}") */
     size_t n_released;
     struct job *jobs; /* pending post-commit jobs */
     size_t n_jobs;
@@ -194,13 +195,15 @@ static const char event_sql[] =
     " SELECT $1, $2, $3, $4, $5, $6::jsonb FROM done";
 
 /*
- * On a clean stop (serve_webhook_detach): the pending calls of these messages, which this
- * process leaves unmade, get a lease that has already run out, so that the next sweep of
- * any process makes them instead of waiting HERALD_JOB_LEASE_S.
+ * On a clean stop (serve_webhook_detach): the pending calls this process leaves unmade
+ * get a lease that has already run out, so that the next sweep of any process makes them
+ * instead of waiting HERALD_JOB_LEASE_S: those of its commits by message ($1, only events
+ * nobody claimed), those it claimed by event ($2).
  */
 static const char release_sql[] =
     "UPDATE conversation_events SET detail = detail || jsonb_build_object('lease_until', now() - interval '1 second')"
-    " WHERE message_id = ANY ($1::bigint[]) AND (detail->>'status') = 'pending'";
+    " WHERE (detail->>'status') = 'pending'"
+    " AND ((message_id = ANY ($1::bigint[]) AND NOT detail ? 'lease_until') OR id = ANY ($2::bigint[]))";
 
 /*
  * The sweep (017): claims pending calls whose lease ran out ($1 s after the event or the
@@ -715,21 +718,24 @@ static void job_resume(webhook_t *wh, const PGresult *res, int row)
     json_decref(detail);
 }
 
+static void release_claimed(webhook_t *wh, const PGresult *res);
+
 static void on_claimed(db_t *db, const PGresult *res, const char *err, void *arg)
 {
     webhook_t *wh = arg;
 
     serve_db_report(wh->ctx, db, res, err);
     wh->sweeping = 0;
+    if (wh->closing) {
+        release_claimed(wh, err ? NULL : res); /* claimed during the stop: not called, released */
+        return;
+    }
     if (err) {
         log_warn("job sweep: %s", err);
         return;
     }
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (wh->closing)
-            break; /* claimed, not called: the lease runs out and another sweep takes them */
+    for (int i = 0; i < PQntuples(res); i++)
         job_resume(wh, res, i);
-    }
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -1745,8 +1751,10 @@ static void release_done(webhook_t *wh, const char *err)
     wh->detached = NULL;
     if (err)
         log_warn("stop: %zu unmade calls keep their lease (%s)", wh->n_released, err);
-    else
+    else if (wh->n_released)
         log_info("stop: %zu unmade calls handed to the next sweep", wh->n_released);
+    buf_close(&wh->rel_msgs);
+    buf_close(&wh->rel_events);
     uv_close((uv_handle_t *)&wh->sweep_timer, NULL);
     done(wh->detached_arg);
 }
@@ -1763,44 +1771,77 @@ static void on_release_timeout(uv_timer_t *t)
     release_done(t->data, "no answer from the database in time");
 }
 
+/* Adds id to a Postgres array text being built ("{1,2"); -1 when out of memory. */
+static int release_add(webhook_t *wh, buf_t *b, int64_t id)
+{
+    wh->n_released++;
+    return buf_printf(b, b->len > 1 ? ",%" PRId64 : "%" PRId64, id);
+}
+
 /*
- * Sends wh_release for the messages whose calls this process leaves unmade: waiting for
- * a retry, in flight, or not started. A message with an outcome being written is left
- * out: released before that outcome commits, another process could call again.
- * Returns 1 when the statement was sent.
+ * Notes what wh_release is to take: the calls this process leaves unmade (waiting for a
+ * retry, in flight, not started). A call from a commit here is known by its message,
+ * and only its events nobody has claimed are taken; a message with a call whose outcome
+ * is being written is left out, since released before that outcome commits, its call
+ * could be made again. A claimed call is known by its event.
  */
+static int release_collect(webhook_t *wh)
+{
+    int rc = 0;
+
+    buf_init(&wh->rel_msgs, SIZE_MAX);
+    buf_init(&wh->rel_events, SIZE_MAX);
+    if (buf_append(&wh->rel_msgs, "{", 1) != 0 || buf_append(&wh->rel_events, "{", 1) != 0)
+        return -1;
+    for (job_t *j = wh->jobs; rc == 0 && j; j = j->next) {
+        int writing = j->state == JOB_RECORDING || j->recorded;
+        if (j->event_id) {
+            if (!writing)
+                rc = release_add(wh, &wh->rel_events, j->event_id);
+            continue;
+        }
+        for (job_t *k = wh->jobs; k && !writing; k = k->next)
+            writing = k->msg_id == j->msg_id && !k->event_id && (k->state == JOB_RECORDING || k->recorded);
+        if (!writing)
+            rc = release_add(wh, &wh->rel_msgs, j->msg_id);
+    }
+    return rc;
+}
+
+/* Sends wh_release; 1 when sent, 0 when there is nothing to release, -1 when it cannot be sent. */
 static int release_send(webhook_t *wh)
 {
-    db_t *db = serve_db(wh->ctx);
-    buf_t ids;
-    const char *p[1];
-    int first = 1, rc;
+    const char *p[2];
+    db_t *db;
 
-    if (!db || !wh->jobs)
+    if (wh->n_released == 0)
         return 0;
-    buf_init(&ids, SIZE_MAX);
-    rc = buf_append(&ids, "{", 1);
-    for (job_t *j = wh->jobs; rc == 0 && j; j = j->next) {
-        int writing = 0;
-        for (job_t *k = wh->jobs; k && !writing; k = k->next)
-            writing = k->msg_id == j->msg_id && (k->state == JOB_RECORDING || k->recorded);
-        if (writing || j->state == JOB_CLOSING)
-            continue;
-        rc = buf_printf(&ids, first ? "%" PRId64 : ",%" PRId64, j->msg_id);
-        first = 0;
-        wh->n_released++;
-    }
-    if (rc == 0)
-        rc = buf_append(&ids, "}", 1);
-    p[0] = buf_str(&ids);
-    rc = rc == 0 && !first && db_exec_prepared(db, "wh_release", 1, p, on_released, wh) == 0;
-    buf_close(&ids);
-    return rc;
+    if (buf_append(&wh->rel_msgs, "}", 1) != 0 || buf_append(&wh->rel_events, "}", 1) != 0 ||
+        !(db = serve_db(wh->ctx)))
+        return -1;
+    p[0] = buf_str(&wh->rel_msgs);
+    p[1] = buf_str(&wh->rel_events);
+    return db_exec_prepared(db, "wh_release", 2, p, on_released, wh) == 0 ? 1 : -1;
+}
+
+/* The stop's claim answered (on_claimed): its rows go with the rest. */
+static void release_claimed(webhook_t *wh, const PGresult *res)
+{
+    int rc = 0;
+
+    if (!wh->detached)
+        return; /* the wait is over */
+    for (int i = 0; res && rc == 0 && i < PQntuples(res); i++)
+        rc = release_add(wh, &wh->rel_events, strtoll(PQgetvalue(res, i, 0), NULL, 10));
+    rc = rc == 0 ? release_send(wh) : -1;
+    if (rc <= 0)
+        release_done(wh, rc < 0 ? "the release could not be sent" : NULL);
 }
 
 void serve_webhook_detach(serve_ctx_t *ctx, void (*done)(void *arg), void *arg)
 {
     webhook_t *wh = ctx->webhook;
+    int rc;
 
     if (!wh || wh->closing) {
         done(arg);
@@ -1812,18 +1853,22 @@ void serve_webhook_detach(serve_ctx_t *ctx, void (*done)(void *arg), void *arg)
     uv_timer_stop(&wh->sweep_timer);
     wh->detached = done;
     wh->detached_arg = arg;
-    if (release_send(wh)) {
-        uv_ref((uv_handle_t *)&wh->sweep_timer);
-        uv_timer_start(&wh->sweep_timer, on_release_timeout, WH_RELEASE_WAIT_MS, 0);
-    }
+    rc = release_collect(wh);
     /* Jobs waiting on a backoff timer are dropped; the others end in their callbacks. */
     for (job_t *j = wh->jobs, *next; j; j = next) {
         next = j->next;
         if (j->state == JOB_WAITING)
             job_close(j);
     }
-    if (!uv_is_active((uv_handle_t *)&wh->sweep_timer))
-        release_done(wh, NULL);
+    /* A claim in flight: its rows are released with the rest when it answers (on_claimed). */
+    if (rc == 0 && !wh->sweeping)
+        rc = release_send(wh);
+    if (rc == 1 || (rc == 0 && wh->sweeping)) {
+        uv_ref((uv_handle_t *)&wh->sweep_timer);
+        uv_timer_start(&wh->sweep_timer, on_release_timeout, WH_RELEASE_WAIT_MS, 0);
+    } else {
+        release_done(wh, rc < 0 ? "the release could not be sent" : NULL);
+    }
 }
 
 void serve_webhook_free(serve_ctx_t *ctx)

@@ -243,6 +243,21 @@ sleep 0.3
 kill -9 "$last_pid"; wait "$last_pid" 2>/dev/null
 kill "$hole_pid"; wait "$hole_pid" 2>/dev/null
 check "20 calls pending" "$(pending)" "^20$"
+
+# --- a clean stop releases the calls it claimed, by event: here all 20, in flight ---
+python3 -c "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $RPORT)); s.listen(128); time.sleep(120)" &
+hole_pid=$!
+LEASE=5 serve_start s
+wait_for "select count(*) from conversation_events where detail->>'status' = 'pending' and detail ? 'lease_until'" 20 \
+  && ok "a sweep claimed the 20 calls" || bad "the 20 calls not claimed" "$(sql "select count(*) from conversation_events where detail ? 'lease_until'")"
+sleep 0.3
+kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null; rc=$?
+check "SIGTERM with claimed calls in flight: exit 0" "$rc" "^0$"
+check "SIGTERM: the claimed calls' leases released (5 s lease, checked at once)" \
+  "$(sql "select count(*) from conversation_events where detail->>'status' = 'pending' and (detail->>'lease_until')::timestamptz < now()")" "^20$"
+check "SIGTERM: the log counts them" "$(grep -c 'stop: 20 unmade calls handed to the next sweep' "$dir/s.err")" "^1$"
+kill "$hole_pid"; wait "$hole_pid" 2>/dev/null
 recv_start
 serve_start f; serve_start g
 wait_for "select count(*) from conversation_events where action = 'trigger-automation' and detail->>'status' = 'delivered' and detail ? 'attempts' and detail->>'http_status' = '200'" 23 \

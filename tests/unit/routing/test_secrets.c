@@ -111,8 +111,10 @@ static void test_nothing_to_seal(void **state)
     /* Already sealed: nothing more to do, even without the key. */
     {
         char *sealed = sealed_doc();
+        n = -1;
         assert_int_equal(rules_secrets_seal(sealed, NULL, &out, &n, err, sizeof(err)), 0);
         assert_null(out);
+        assert_int_equal(n, 0);
         free(sealed);
     }
     assert_int_equal(rules_secrets_seal("not json", key, &out, &n, err, sizeof(err)), RULES_SECRETS_EDOC);
@@ -178,7 +180,9 @@ static void test_other_key_and_altered(void **state)
     assert_non_null(p);
     p += strlen("\"secret_sealed\":\"") + 10;
     *p = *p == 'a' ? 'b' : 'a';
+    out = (char *)1;
     assert_int_equal(rules_secrets_open(sealed, key, 0, &out, err, sizeof(err)), RULES_SECRETS_EOPEN);
+    assert_null(out);
     free(sealed);
 }
 

@@ -25,6 +25,19 @@ static int hexval(int c)
     return -1;
 }
 
+int crypto_unhex(const char *hex, size_t n, unsigned char *out)
+{
+    if (n % 2)
+        return CRYPTO_EINVAL;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hexval((unsigned char)hex[2 * i]), lo = hexval((unsigned char)hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return CRYPTO_EINVAL;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
 static int b64val(int c)
 {
     if (c >= 'A' && c <= 'Z')
@@ -49,19 +62,8 @@ int crypto_key_parse(const char *text, unsigned char key[CRYPTO_KEY_LEN])
     len = strlen(text);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' || text[len - 1] == '\r'))
         len--;
-    if (len == 64) {
-        int ok = 1;
-        for (size_t i = 0; i < 32; i++) {
-            int hi = hexval((unsigned char)text[2 * i]), lo = hexval((unsigned char)text[2 * i + 1]);
-            if (hi < 0 || lo < 0) {
-                ok = 0;
-                break;
-            }
-            key[i] = (unsigned char)(hi << 4 | lo);
-        }
-        if (ok)
-            return 0;
-    }
+    if (len == 64 && crypto_unhex(text, 64, key) == 0)
+        return 0;
     /* base64: 43 characters carry 258 bits; the last 2 must be zero. */
     while (len > 0 && text[len - 1] == '=')
         len--;

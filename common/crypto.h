@@ -49,6 +49,13 @@ __attribute__((warn_unused_result)) int crypto_random(void *buf, size_t n);
  */
 __attribute__((warn_unused_result)) int crypto_random_base62(char *out, size_t n);
 
+/*
+ * Decodes n hex digits (either case; n even) into out (n / 2 bytes). Returns 0, or
+ * CRYPTO_EINVAL for an odd n or a character that is not a hex digit (out then partly
+ * written).
+ */
+__attribute__((warn_unused_result)) int crypto_unhex(const char *hex, size_t n, unsigned char *out);
+
 /* SHA-256 of data into out. */
 void crypto_sha256(const void *data, size_t len, unsigned char out[32]);
 

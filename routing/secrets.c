@@ -21,17 +21,6 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-static int unhex(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The hex text of secret sealed under key, in a new string; NULL when libcrypto fails. */
 static char *seal_hex(const unsigned char *key, const char *secret, size_t len)
 {
@@ -53,14 +42,8 @@ int rules_secret_open(const unsigned char *key, const char *hex, char out[RULES_
     int rc;
 
     out[0] = '\0';
-    if (!key || n % 2 || n / 2 < CRYPTO_SEAL_OVERHEAD || n / 2 > sizeof(raw))
+    if (!key || n / 2 < CRYPTO_SEAL_OVERHEAD || n / 2 > sizeof(raw) || crypto_unhex(hex, n, raw) != 0)
         return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = unhex((unsigned char)hex[2 * i]), lo = unhex((unsigned char)hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        raw[i] = (unsigned char)(hi << 4 | lo);
-    }
     rc = crypto_open(key, raw, n / 2, out, &len);
     memset(raw, 0, sizeof(raw));
     if (rc != 0) {

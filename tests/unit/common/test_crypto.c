@@ -30,6 +30,14 @@ static void test_key_parse(void **state)
     assert_int_equal(crypto_key_parse("zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", k2),
                      CRYPTO_EINVAL);
     assert_int_equal(crypto_key_parse(NULL, k2), CRYPTO_EINVAL);
+    /* The hex decoder under it. */
+    assert_int_equal(crypto_unhex("0aFf10", 6, k2), 0);
+    assert_int_equal(k2[0], 0x0a);
+    assert_int_equal(k2[1], 0xff);
+    assert_int_equal(k2[2], 0x10);
+    assert_int_equal(crypto_unhex("0aF", 3, k2), CRYPTO_EINVAL);
+    assert_int_equal(crypto_unhex("0g", 2, k2), CRYPTO_EINVAL);
+    assert_int_equal(crypto_unhex("", 0, k2), 0);
 }
 
 static void test_seal_round_trip_and_tamper(void **state)

@@ -56,25 +56,6 @@ static int load_master_key(unsigned char key[CRYPTO_KEY_LEN])
     return 0;
 }
 
-/* Seals secret and writes it as a bytea hex literal ("\x...") into a new string. */
-static char *seal_hex(const unsigned char key[CRYPTO_KEY_LEN], const char *secret)
-{
-    size_t len = strlen(secret), slen = len + CRYPTO_SEAL_OVERHEAD;
-    unsigned char *sealed = malloc(slen);
-    char *hex = malloc(2 * slen + 3);
-
-    if (!sealed || !hex || crypto_seal(key, secret, len, sealed) != 0) {
-        free(sealed);
-        free(hex);
-        return NULL;
-    }
-    hex[0] = '\\';
-    hex[1] = 'x';
-    crypto_hex(sealed, slen, hex + 2);
-    free(sealed);
-    return hex;
-}
-
 /* Creates a key for org and prints it. Returns 0 or 1. */
 static int issue_key(cli_session_t *s, const char *org, const char *name)
 {
@@ -172,9 +153,9 @@ static int org_create(int argc, char **argv)
         return usage();
     if ((token || api_secret) && load_master_key(mkey) != 0)
         return 1;
-    if (token && !(token_hex = seal_hex(mkey, token)))
+    if (token && !(token_hex = crypto_seal_hex(mkey, token, strlen(token))))
         goto out_nosession;
-    if (api_secret && !(secret_hex = seal_hex(mkey, api_secret)))
+    if (api_secret && !(secret_hex = crypto_seal_hex(mkey, api_secret, strlen(api_secret))))
         goto out_nosession;
     if (cli_session_open(&s) != 0)
         goto out_nosession;
@@ -185,7 +166,7 @@ static int org_create(int argc, char **argv)
     p[4] = secret_hex;
     if (cli_exec(&s,
                  "INSERT INTO orgs (name, twilio_account_sid, twilio_auth_token_enc, twilio_api_key_sid,"
-                 " twilio_api_secret_enc) VALUES ($1, $2, $3::bytea, $4, $5::bytea) RETURNING id",
+                 " twilio_api_secret_enc) VALUES ($1, $2, decode($3, 'hex'), $4, decode($5, 'hex')) RETURNING id",
                  5, p, &r, &err) != 0) {
         fprintf(stderr, "herald: org: %s\n", strstr(err, "check") ? "invalid Account SID or API key SID" : err);
         goto out;

@@ -651,7 +651,7 @@ static const char *resume_secret(const webhook_t *wh, const char *stored, json_t
         json_object_set_new(spec, "secret", json_string(stored + 2));
         return NULL;
     }
-    if (rules_secret_open(cfg->have_master_key ? cfg->master_key : NULL, stored, opened) != 0)
+    if (crypto_open_hex(cfg->have_master_key ? cfg->master_key : NULL, stored, opened, sizeof(opened)) != 0)
         return "its signing secret does not open under HERALD_MASTER_KEY";
     json_object_set_new(spec, "secret", json_string(opened));
     memset(opened, 0, sizeof(opened));
@@ -718,6 +718,12 @@ static void job_resume(webhook_t *wh, const PGresult *res, int row)
     json_decref(detail);
 }
 
+/* Adds id to a Postgres bigint array text being built ("{1,2"); -1 when out of memory. */
+static int id_array_add(buf_t *b, int64_t id)
+{
+    return buf_printf(b, b->len > 1 ? ",%" PRId64 : "%" PRId64, id);
+}
+
 static void release_claimed(webhook_t *wh, const PGresult *res);
 
 static void on_claimed(db_t *db, const PGresult *res, const char *err, void *arg)
@@ -745,16 +751,14 @@ static void on_sweep(uv_timer_t *t)
     buf_t ids;
     char lease[16], lim[16];
     const char *p[3] = {lease, lim, NULL};
-    int first = 1, rc;
+    int rc;
 
     if (wh->closing || wh->sweeping || wh->n_jobs >= JOB_MAX_PENDING || !(db = serve_db(wh->ctx)))
         return;
     buf_init(&ids, SIZE_MAX);
     rc = buf_append(&ids, "{", 1);
-    for (job_t *j = wh->jobs; rc == 0 && j; j = j->next) {
-        rc = buf_printf(&ids, first ? "%" PRId64 : ",%" PRId64, j->msg_id);
-        first = 0;
-    }
+    for (job_t *j = wh->jobs; rc == 0 && j; j = j->next)
+        rc = id_array_add(&ids, j->msg_id);
     if (rc == 0)
         rc = buf_append(&ids, "}", 1);
     if (rc != 0) {
@@ -1771,11 +1775,11 @@ static void on_release_timeout(uv_timer_t *t)
     release_done(t->data, "no answer from the database in time");
 }
 
-/* Adds id to a Postgres array text being built ("{1,2"); -1 when out of memory. */
+/* Adds id to one of the release's arrays; -1 when out of memory. */
 static int release_add(webhook_t *wh, buf_t *b, int64_t id)
 {
     wh->n_released++;
-    return buf_printf(b, b->len > 1 ? ",%" PRId64 : "%" PRId64, id);
+    return id_array_add(b, id);
 }
 
 /*

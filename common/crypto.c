@@ -10,6 +10,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const unsigned char seal_magic[3] = {'H', 'S', '1'};
@@ -116,6 +117,53 @@ int crypto_seal(const unsigned char key[CRYPTO_KEY_LEN], const void *plain, size
 out:
     EVP_CIPHER_CTX_free(c);
     return rc;
+}
+
+char *crypto_seal_hex(const unsigned char key[CRYPTO_KEY_LEN], const void *plain, size_t len)
+{
+    size_t slen = len + CRYPTO_SEAL_OVERHEAD;
+    unsigned char *sealed = malloc(slen);
+    char *hex = malloc(2 * slen + 1);
+
+    if (!sealed || !hex || crypto_seal(key, plain, len, sealed) != 0) {
+        free(sealed);
+        free(hex);
+        return NULL;
+    }
+    crypto_hex(sealed, slen, hex);
+    free(sealed);
+    return hex;
+}
+
+int crypto_open_hex(const unsigned char *key, const char *hex, char *out, size_t outlen)
+{
+    size_t n = strlen(hex), len;
+    unsigned char *raw;
+    int rc;
+
+    if (outlen == 0)
+        return CRYPTO_EINVAL;
+    out[0] = '\0';
+    if (!key || n % 2)
+        return CRYPTO_EINVAL;
+    if (n / 2 < CRYPTO_SEAL_OVERHEAD)
+        return CRYPTO_EAUTH; /* truncated */
+    /* crypto_open writes the plain text and a NUL: n / 2 - overhead + 1 bytes. */
+    if (n / 2 - CRYPTO_SEAL_OVERHEAD >= outlen)
+        return CRYPTO_EINVAL;
+    if (!(raw = malloc(n / 2)))
+        return CRYPTO_EFAIL;
+    rc = crypto_unhex(hex, n, raw);
+    if (rc == 0)
+        rc = crypto_open(key, raw, n / 2, out, &len);
+    memset(raw, 0, n / 2);
+    free(raw);
+    if (rc != 0) {
+        out[0] = '\0';
+        return rc;
+    }
+    out[len] = '\0';
+    return 0;
 }
 
 int crypto_open(const unsigned char key[CRYPTO_KEY_LEN], const unsigned char *sealed, size_t len, char *out,

@@ -40,6 +40,21 @@ __attribute__((warn_unused_result)) int crypto_open(const unsigned char key[CRYP
                                                     const unsigned char *sealed, size_t len, char *out,
                                                     size_t *outlen);
 
+/*
+ * crypto_seal() of len bytes of plain, written as lowercase hex in a new NUL-terminated
+ * string (free()); NULL when libcrypto fails or memory runs out.
+ */
+char *crypto_seal_hex(const unsigned char key[CRYPTO_KEY_LEN], const void *plain, size_t len);
+
+/*
+ * Opens a crypto_seal_hex() text into out (outlen bytes; the plain text and a NUL must
+ * fit). Returns 0, or CRYPTO_EINVAL (no key, not hex, too long for out), CRYPTO_EAUTH
+ * (truncated, altered, another key) or CRYPTO_EFAIL, with out set to "". The decoded
+ * bytes are wiped.
+ */
+__attribute__((warn_unused_result)) int crypto_open_hex(const unsigned char *key, const char *hex, char *out,
+                                                        size_t outlen);
+
 /* Fills buf with n bytes from the system CSPRNG. Returns 0 or CRYPTO_EFAIL. */
 __attribute__((warn_unused_result)) int crypto_random(void *buf, size_t n);
 

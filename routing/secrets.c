@@ -21,39 +21,6 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-/* The hex text of secret sealed under key, in a new string; NULL when libcrypto fails. */
-static char *seal_hex(const unsigned char *key, const char *secret, size_t len)
-{
-    unsigned char sealed[RULES_SECRET_MAX + CRYPTO_SEAL_OVERHEAD];
-    char *hex;
-
-    if (len > RULES_SECRET_MAX || crypto_seal(key, secret, len, sealed) != 0)
-        return NULL;
-    hex = malloc(2 * (len + CRYPTO_SEAL_OVERHEAD) + 1);
-    if (hex)
-        crypto_hex(sealed, len + CRYPTO_SEAL_OVERHEAD, hex);
-    return hex;
-}
-
-int rules_secret_open(const unsigned char *key, const char *hex, char out[RULES_SECRET_MAX + 1])
-{
-    unsigned char raw[RULES_SECRET_MAX + CRYPTO_SEAL_OVERHEAD];
-    size_t n = strlen(hex), len;
-    int rc;
-
-    out[0] = '\0';
-    if (!key || n / 2 < CRYPTO_SEAL_OVERHEAD || n / 2 > sizeof(raw) || crypto_unhex(hex, n, raw) != 0)
-        return -1;
-    rc = crypto_open(key, raw, n / 2, out, &len);
-    memset(raw, 0, sizeof(raw));
-    if (rc != 0) {
-        out[0] = '\0';
-        return -1;
-    }
-    out[len] = '\0';
-    return 0;
-}
-
 typedef int (*action_fn)(json_t *action, const char *where, void *arg, char *err, size_t errlen);
 
 /*
@@ -98,7 +65,9 @@ static int seal_one(json_t *action, const char *where, void *arg, char *err, siz
                     "%s: HERALD_MASTER_KEY is not set: refusing to store a trigger-automation secret in clear "
                     "(set it to 32 random bytes as 64 hex digits or base64)",
                     where);
-    hex = seal_hex(key, json_string_value(secret), json_string_length(secret));
+    hex = json_string_length(secret) > RULES_SECRET_MAX
+              ? NULL
+              : crypto_seal_hex(key, json_string_value(secret), json_string_length(secret));
     if (!hex)
         return fail(err, errlen, RULES_SECRETS_EDOC, "%s: the secret could not be sealed", where);
     if (json_object_set_new(action, "secret_sealed", json_string(hex)) != 0 || json_object_del(action, "secret") != 0) {
@@ -128,7 +97,7 @@ static int open_one(json_t *action, const char *where, void *arg, char *err, siz
     if (!o->key && !o->stub)
         return fail(err, errlen, RULES_SECRETS_ENOKEY,
                     "%s: the trigger-automation secret is sealed and HERALD_MASTER_KEY is not set", where);
-    if (o->key && rules_secret_open(o->key, json_string_value(sealed), plain) != 0)
+    if (o->key && crypto_open_hex(o->key, json_string_value(sealed), plain, sizeof(plain)) != 0)
         return fail(err, errlen, RULES_SECRETS_EOPEN,
                     "%s: the trigger-automation secret does not open under HERALD_MASTER_KEY "
                     "(sealed under another key, or altered)",

@@ -23,6 +23,7 @@
 #define RULES_SECRETS_EDOC (-3)    /* not a JSON object with the rule-set layout, or out of memory */
 
 #define RULES_SECRET_MAX 256 /* bytes of a secret (rules_compile() refuses longer ones) */
+/* One "secret_sealed" value is a crypto_seal_hex() text: crypto_open_hex() opens it. */
 
 /* Opening without the key (rules_secrets_open, key NULL): stand-in for each secret. */
 #define RULES_SECRETS_STUB "(sealed)"
@@ -43,12 +44,5 @@ __attribute__((warn_unused_result)) int rules_secrets_seal(const char *doc, cons
  */
 __attribute__((warn_unused_result)) int rules_secrets_open(const char *doc, const unsigned char *key, int stub,
                                                            char **out, char *err, size_t errlen);
-
-/*
- * Opens one "secret_sealed" value (hex) under key (NULL: none configured) into out,
- * NUL-terminated. Returns 0, or -1 with out set to "".
- */
-__attribute__((warn_unused_result)) int rules_secret_open(const unsigned char *key, const char *hex,
-                                                          char out[RULES_SECRET_MAX + 1]);
 
 #endif

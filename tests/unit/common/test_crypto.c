@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char hexkey[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -73,6 +74,17 @@ static void test_seal_round_trip_and_tamper(void **state)
     assert_int_equal(crypto_seal(k, "", 0, sealed), 0);
     assert_int_equal(crypto_open(k, sealed, CRYPTO_SEAL_OVERHEAD, out, &outlen), 0);
     assert_int_equal(outlen, 0);
+    /* The same as hex text (stored secrets are written so). */
+    {
+        char *hex = crypto_seal_hex(k, secret, len);
+        assert_non_null(hex);
+        assert_int_equal(strlen(hex), 2 * slen);
+        assert_int_equal(crypto_open_hex(k, hex, out, sizeof(out)), 0);
+        assert_string_equal(out, secret);
+        assert_int_equal(crypto_open_hex(other, hex, out, sizeof(out)), CRYPTO_EAUTH);
+        assert_string_equal(out, "");
+        free(hex);
+    }
 }
 
 static void test_hashes_and_tokens(void **state)

@@ -159,21 +159,25 @@ static void test_other_key_and_altered(void **state)
 
     root = json_loads(sealed, 0, NULL);
     hex = json_string_value(json_object_get(action(root, 0, 0), "secret_sealed"));
-    assert_int_equal(rules_secret_open(key, hex, plain), 0);
+    assert_int_equal(crypto_open_hex(key, hex, plain, sizeof(plain)), 0);
     assert_string_equal(plain, "s3cret-one");
-    assert_int_equal(rules_secret_open(NULL, hex, plain), -1);
+    assert_int_equal(crypto_open_hex(NULL, hex, plain, sizeof(plain)), CRYPTO_EINVAL);
     assert_string_equal(plain, "");
     {
         char *bad = strdup(hex);
         size_t n = strlen(bad);
         bad[n - 1] = bad[n - 1] == '0' ? '1' : '0'; /* a bit of the tag */
-        assert_int_equal(rules_secret_open(key, bad, plain), -1);
+        assert_int_equal(crypto_open_hex(key, bad, plain, sizeof(plain)), CRYPTO_EAUTH);
+        assert_string_equal(plain, "");
         bad[n - 1] = '\0'; /* odd length */
-        assert_int_equal(rules_secret_open(key, bad, plain), -1);
+        assert_int_equal(crypto_open_hex(key, bad, plain, sizeof(plain)), CRYPTO_EINVAL);
         bad[0] = 'z';
         bad[n - 2] = '\0';
-        assert_int_equal(rules_secret_open(key, bad, plain), -1);
-        assert_int_equal(rules_secret_open(key, "", plain), -1);
+        assert_int_equal(crypto_open_hex(key, bad, plain, sizeof(plain)), CRYPTO_EINVAL);
+        assert_int_equal(crypto_open_hex(key, "", plain, sizeof(plain)), CRYPTO_EAUTH);
+        /* The plain text and its NUL must fit: "s3cret-one" needs 11 bytes. */
+        assert_int_equal(crypto_open_hex(key, hex, plain, 10), CRYPTO_EINVAL);
+        assert_int_equal(crypto_open_hex(key, hex, plain, 11), 0);
         free(bad);
     }
     json_decref(root);

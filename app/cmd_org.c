@@ -294,8 +294,8 @@ static void print_escaped(const char *s)
  * herald org texts ORG_ID [--help TEXT] [--opt-out TEXT] [--opt-in TEXT] [--default NAME|all]
  * Sets the texts given, puts those named by --default back to the default (NULL), and
  * prints all three as "NAME<TAB>custom|default<TAB>TEXT". A NULL or empty column
- * prints as the default, which `rules test` answers for both; the webhook answers
- * nothing at all for an empty one, so this command only ever writes NULL or a text.
+ * prints as the default, which the webhook and `rules test` both answer for it (the
+ * routing engine's org_text()); this command only ever writes NULL or a text.
  */
 static int org_texts_cmd(int argc, char **argv)
 {

@@ -480,7 +480,8 @@ static int load_config(serve_config_t *cfg, const char *listen_opt)
         cfg->max_uploads = (size_t)n;
     }
     if (env_range("HERALD_JOB_LEASE_S", 300, 1, 86400, &cfg->job_lease_s) != 0 ||
-        env_range("HERALD_JOB_SWEEP_MS", 30000, 100, 3600000, &cfg->job_sweep_ms) != 0)
+        env_range("HERALD_JOB_SWEEP_MS", 30000, 100, 3600000, &cfg->job_sweep_ms) != 0 ||
+        env_range("HERALD_WEBHOOK_BATCH_GAP_US", 2000, 0, 1000000, &cfg->batch_gap_us) != 0)
         return -1;
     v = getenv("HERALD_WEBHOOK_INSECURE");
     cfg->webhook_insecure = v && strcmp(v, "1") == 0;

@@ -20,7 +20,11 @@
  * when their actions are the common ones (TwiML reply, add-tag, create-lead, plain
  * events) and no two share a From number. At most one batch of each kind per pooled
  * connection is in flight, so batches grow with the load and a lone request goes out
- * at once. A batch that fails for a reason of its own (a duplicate MessageSid, a
+ * at once. A second batch of a kind, sent while one is in flight, waits until
+ * HERALD_WEBHOOK_BATCH_GAP_US (2 ms) after the first or until half a batch is queued
+ * (paced()): at 2,000 requests/s it made batches of 2.5 instead of 2.0 and cut
+ * Postgres's CPU per request by 15% (each batched statement has a large fixed cost).
+ * A batch that fails for a reason of its own (a duplicate MessageSid, a
  * deadlock) is applied again document by document (herald_inbound_apply), each in its
  * own transaction, which gives exactly the single-request outcome.
  * Any database failure answers 503 so that Twilio retries; nothing answers 200
@@ -95,6 +99,11 @@ typedef struct webhook {
     struct wh_req *app_head, *app_tail;
     size_t ctx_inflight, app_inflight;
     uv_check_t flush_check;
+    /* Pacing (cfg.batch_gap_us, paced()): when the last batch of each kind went out. */
+    uint64_t ctx_sent_ns, app_sent_ns;
+    int ctx_waiting, app_waiting; /* the queue's head batch is being held back */
+    metrics_counter_t *m_paced;
+    uv_timer_t pace_timer;
     /*
      * Auth tokens already opened, by their sealed text (auth_token_enc as the context
      * row gives it): opening one (PQunescapeBytea and AES-256-GCM) was a tenth of the
@@ -1455,10 +1464,43 @@ static void on_context_batch(db_t *db, const PGresult *res, const char *err, voi
     flush(wh);
 }
 
+static void on_pace(uv_timer_t *t)
+{
+    flush(t->data);
+}
+
+/*
+ * 1 when a second batch of a kind should wait: one is in flight, the previous went
+ * out less than the gap ago and the queue is not yet half a batch. The timer is a
+ * backstop at millisecond resolution; every loop iteration's check looks again.
+ */
+static int paced(webhook_t *wh, size_t inflight, uint64_t sent_ns, const wh_req_t *head, int *waiting)
+{
+    uint64_t gap = (uint64_t)wh->ctx->cfg.batch_gap_us * 1000, now;
+    size_t n = 0;
+
+    if (gap == 0 || inflight == 0 || wh->closing)
+        return *waiting = 0;
+    now = uv_hrtime();
+    if (now - sent_ns >= gap)
+        return *waiting = 0;
+    for (; head && n < WH_BATCH_MAX / 2; head = head->qnext)
+        n++;
+    if (n >= WH_BATCH_MAX / 2)
+        return *waiting = 0;
+    if (!*waiting)
+        metrics_counter_add(wh->m_paced, 1);
+    *waiting = 1;
+    if (!uv_is_active((uv_handle_t *)&wh->pace_timer))
+        uv_timer_start(&wh->pace_timer, on_pace, (sent_ns + gap - now + 999999) / 1000000, 0);
+    return 1;
+}
+
 /* Sends the queued context reads, one batch per free connection. */
 static void flush_context(webhook_t *wh, size_t limit)
 {
-    while (wh->ctx_head && wh->ctx_inflight < limit) {
+    while (wh->ctx_head && wh->ctx_inflight < limit &&
+           !paced(wh, wh->ctx_inflight, wh->ctx_sent_ns, wh->ctx_head, &wh->ctx_waiting)) {
         wh_batch_t *b = xcalloc(1, sizeof(*b));
         buf_t a[4];
         const char *params[4];
@@ -1495,6 +1537,7 @@ static void flush_context(webhook_t *wh, size_t limit)
             free(b);
         } else {
             wh->ctx_inflight++;
+            wh->ctx_sent_ns = uv_hrtime();
         }
         for (int k = 0; k < 4; k++)
             scratch_give(&wh->s_arr[k], &a[k]);
@@ -1529,7 +1572,8 @@ static void on_apply_batch(db_t *db, const PGresult *res, const char *err, void 
 /* Sends the queued documents, one batch per free connection; no two share a From. */
 static void flush_apply(webhook_t *wh, size_t limit)
 {
-    while (wh->app_head && wh->app_inflight < limit) {
+    while (wh->app_head && wh->app_inflight < limit &&
+           !paced(wh, wh->app_inflight, wh->app_sent_ns, wh->app_head, &wh->app_waiting)) {
         wh_batch_t *b = xcalloc(1, sizeof(*b));
         wh_req_t *keep_head = NULL, *keep_tail = NULL, *r, *next;
         buf_t text;
@@ -1572,6 +1616,7 @@ static void flush_apply(webhook_t *wh, size_t limit)
             free(b);
         } else {
             wh->app_inflight++;
+            wh->app_sent_ns = uv_hrtime();
         }
         scratch_give(&wh->s_batch, &text);
     }
@@ -1718,6 +1763,8 @@ int serve_webhook_attach(serve_ctx_t *ctx)
                                       metrics_latency_nbuckets);
     wh->m_batches = metrics_counter(ctx->metrics, "herald_webhook_batches_total",
                                     "Batched context reads and writes of inbound SMS.", "");
+    wh->m_paced = metrics_counter(ctx->metrics, "herald_webhook_batches_paced_total",
+                                  "Batches held back while another was in flight (HERALD_WEBHOOK_BATCH_GAP_US).", "");
     wh->m_batch_retries = metrics_counter(ctx->metrics, "herald_webhook_batch_retries_total",
                                           "Batched writes that failed and were applied one by one.", "");
     uv_check_init(ctx->loop, &wh->flush_check);
@@ -1736,6 +1783,8 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     serve_db_statement(ctx, "wh_jobs_claim", claim_sql);
     serve_db_statement(ctx, "wh_release", release_sql);
     serve_db_statement(ctx, "wh_queue_reply", inbox_sql_queue_reply);
+    uv_timer_init(ctx->loop, &wh->pace_timer);
+    wh->pace_timer.data = wh;
     uv_timer_init(ctx->loop, &wh->sweep_timer);
     wh->sweep_timer.data = wh;
     /* The first sweep soon after start: calls a stopped process left are made again. */
@@ -1854,6 +1903,7 @@ void serve_webhook_detach(serve_ctx_t *ctx, void (*done)(void *arg), void *arg)
     wh->closing = 1;
     /* The server has drained: no request is queued any more. */
     uv_close((uv_handle_t *)&wh->flush_check, NULL);
+    uv_close((uv_handle_t *)&wh->pace_timer, NULL);
     uv_timer_stop(&wh->sweep_timer);
     wh->detached = done;
     wh->detached_arg = arg;

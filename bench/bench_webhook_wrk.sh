@@ -20,7 +20,7 @@
 # PG_LOG=FILE keeps the server's log (e.g. with PG_OPTS="-c log_min_duration_statement=15").
 # STATEMENTS=1 also loads pg_stat_statements (PG_OPTS gets the preload) and prints the
 # statements, nested ones too, by total time, with the time spent planning them.
-#   env: DRIVER=load|wrk POOL=2 STATEMENTS= LOAD_ARGS="--max --conns 128 --duration 10"
+#   env: DRIVER=load|wrk POOL=2 STATEMENTS= WAL_WARM=on WAL_WARM_SEGS=48 LOAD_ARGS="--max --conns 128 --duration 10"
 #        DURATION=15s CONNS=64 THREADS=2 N=150000 (wrk)
 set -euo pipefail
 BUILD=${1:-build}
@@ -107,10 +107,22 @@ cpu_report() {  # before: "herald_ticks pg_ticks"; $2: requests
 if [ -n "${STATEMENTS:-}" ]; then
   sql "create extension if not exists pg_stat_statements" && sql "select pg_stat_statements_reset()" >/dev/null
 fi
-batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^herald_webhook_batches_total/ { print $2 }'; }
+# WAL segments ready for reuse, as on a server that has run a while (WAL_WARM=off: none).
+# A fresh cluster has none: each 16 MB segment the run fills is then created by writing
+# zeros and fsyncing it, by the backend that needs it (a 10-20 ms stall every few
+# seconds here), which a running server does only when its WAL outgrows what its
+# checkpoints recycle. Filling WAL_WARM_SEGS segments and a checkpoint recycles them.
+if [ "${WAL_WARM:-on}" = on ]; then
+  for _ in $(seq "${WAL_WARM_SEGS:-48}"); do sql "select txid_current()" >/dev/null; sql "select pg_switch_wal()" >/dev/null; done
+  sql "checkpoint"
+fi
+wal_ready() { sql "select count(*) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$' and name > pg_walfile_name(pg_current_wal_lsn())"; }
+echo "WAL: $(wal_ready) segments ready for reuse before the run (WAL_WARM=${WAL_WARM:-on})"
+wal_before=$(sql "select pg_current_wal_lsn()")
+batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="${1:-herald_webhook_batches_total}" '$1 == m { print $2 }'; }
 cpu_before="$(ticks "$serve_pid") $(pg_ticks)"
 kinds_before=$(pg_kinds)
-batches_before=$(batches)
+batches_before=$(batches); paced_before=$(batches herald_webhook_batches_paced_total)
 msgs_before=$(sql "select count(*) from messages where direction = 'inbound'")
 
 if [ "$DRIVER" = load ]; then
@@ -168,13 +180,16 @@ if [ -n "${STATEMENTS:-}" ]; then
 fi
 n=$(( $(sql "select count(*) from messages where direction = 'inbound'") - msgs_before ))
 cpu_report "$cpu_before" "$n"
+awk -v b="$(sql "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_before')")" -v n="$n" -v left="$(wal_ready)" \
+  'BEGIN { if (n > 0) printf "WAL: %.1f MB written, %.0f bytes per request; %d segments still ready\n", b / 1048576, b / n, left }'
 { echo "$kinds_before" | sed 's/^/0 /'; pg_kinds | sed 's/^/1 /'; } | awk -v n="$n" -v hz="$(getconf CLK_TCK)" '
   { split($2, a, "="); if ($1 == 0) b[a[1]] = a[2]; else e[a[1]] = a[2] }
   END { if (n > 0) { printf "postgres by process (us per request):"
         for (k in e) printf " %s %.0f", k, (e[k] - b[k]) * 1e6 / hz / n; printf "\n" } }'
 # Each message takes part in one context batch and one apply batch: the CPU per message
 # depends on how many share them.
-awk -v b="$(( $(batches) - batches_before ))" -v n="$n" 'BEGIN { if (b > 0) printf "batched statements: %d, %.1f messages each\n", b, 2 * n / b }'
+awk -v b="$(( $(batches) - batches_before ))" -v n="$n" -v p="$(( $(batches herald_webhook_batches_paced_total) - paced_before ))" \
+  'BEGIN { if (b > 0) printf "batched statements: %d, %.1f messages each; %d held back (HERALD_WEBHOOK_BATCH_GAP_US)\n", b, 2 * n / b, p }'
 read -r inbound price twiml <<<"$(sql "select count(*) filter (where direction = 'inbound'),
   count(*) filter (where direction = 'inbound' and body ~* '\\m(price|cost)\\M'),
   count(*) filter (where direction = 'outbound' and status = 'twiml') from messages" | tr '|' ' ')"

@@ -78,5 +78,41 @@ wait "$lock_pid" 2>/dev/null; lock_pid=
 check "SIGTERM: the in-flight request finished with 200" "$(cat "$dir/inflight")" "^200"
 check "SIGTERM: it was stored" "$(sql "select count(*) from messages where message_sid='SMinflight'")" "^1$"
 check "SIGTERM: exit 0" "$rc" "^0$"
+
+# Pacing (HERALD_WEBHOOK_BATCH_GAP_US): a batch sent while another is in flight waits
+# at most the gap, however long the first one takes. With a 1 s gap and a contact row
+# locked, A's write waits on the lock; B (another contact) is written while A still
+# waits, once the gap since A's write has passed. Four connections, no sweep: the round
+# robin gives A's read and write and B's read and write a connection each.
+r=$(HERALD_WEBHOOK_BATCH_GAP_US=1000001 HERALD_LISTEN=127.0.0.1:0 timeout 10 "$HERALD" serve 2>&1)
+check "a batch gap above 1 s is refused" "$r" "HERALD_WEBHOOK_BATCH_GAP_US: expected 0..1000000"
+HERALD_WEBHOOK_BATCH_GAP_US=1000000 HERALD_DB_POOL=4 HERALD_JOB_SWEEP_MS=3600000 HERALD_WEBHOOK_INSECURE=1 \
+  HERALD_LISTEN=127.0.0.1:0 "$HERALD" serve --port-file "$dir/port2" >"$dir/out2" 2>"$dir/err2" &
+serve_pid=$!
+for _ in $(seq 100); do [ -s "$dir/port2" ] && break; sleep 0.1; done
+URL=http://127.0.0.1:$(cat "$dir/port2")/connect/webhook/twilio/sms
+sleep 1.2 # the first sweep, at 1 s, takes a connection of the round robin
+from() { $POST "$URL" x --no-sig "MessageSid=$1" "From=$2" To=+15005550006 "Body=$3"; }
+check "paced: a first message makes the contact" "$(from SMpace0 +14155550171 hello)" "^200"
+psql "$DATABASE_URL" -XAtqc "BEGIN; SELECT 1 FROM contacts WHERE e164 = '+14155550171' FOR UPDATE;
+  SELECT pg_sleep(6); COMMIT;" >/dev/null &
+lock_pid=$!
+rowlock="select count(*) from pg_locks where locktype = 'transactionid' and not granted"
+from SMpaceA +14155550171 "held by the lock" >"$dir/paceA" &
+a_pid=$!
+for _ in $(seq 150); do [ "$(sql "$rowlock")" -ge 1 ] && break; sleep 0.05; done
+check "paced: A's write waits on the locked contact" "$(sql "$rowlock")" "^[1-9]"
+check "paced: B is answered while A's batch is in flight" "$(timeout 4 $POST "$URL" x --no-sig MessageSid=SMpaceB \
+  From=+14155550172 To=+15005550006 Body=free)" "^200"
+check "paced: B is stored, A not yet" \
+  "$(sql "select string_agg(message_sid, ',' order by message_sid) from messages where message_sid in ('SMpaceA', 'SMpaceB')")" "^SMpaceB$"
+check "paced: B's write was held back (the metric counts it)" \
+  "$(curl -s "http://127.0.0.1:$(cat "$dir/port2")/metrics" | grep '^herald_webhook_batches_paced_total')" " [1-9][0-9]*$"
+wait "$a_pid"
+wait "$lock_pid" 2>/dev/null; lock_pid=
+check "paced: A is answered once the lock goes" "$(cat "$dir/paceA")" "^200"
+check "paced: both stored" "$(sql "select count(*) from messages where message_sid in ('SMpaceA', 'SMpaceB')")" "^2$"
+kill -TERM "$serve_pid"; wait "$serve_pid"; serve_pid=
+
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]

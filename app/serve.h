@@ -44,7 +44,8 @@ typedef struct serve_config {
     size_t max_uploads;        /* HERALD_MAX_UPLOADS: uploads in progress at once (default 2) */
     unsigned job_lease_s;      /* HERALD_JOB_LEASE_S: a pending post-commit call is another's to retry after this (300) */
     unsigned job_sweep_ms;     /* HERALD_JOB_SWEEP_MS: how often pending calls are looked for (30000) */
-    unsigned batch_gap_us;     /* HERALD_WEBHOOK_BATCH_GAP_US: a second webhook batch of a kind waits this long after the first (0: never) */
+    unsigned batch_gap_us;     /* HERALD_WEBHOOK_BATCH_GAP_US: how long after the previous webhook batch of
+                                  a kind the next waits while one is in flight (2000; 0: no wait) */
 } serve_config_t;
 
 struct serve_stmt {

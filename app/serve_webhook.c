@@ -20,9 +20,9 @@
  * when their actions are the common ones (TwiML reply, add-tag, create-lead, plain
  * events) and no two share a From number. At most one batch of each kind per pooled
  * connection is in flight, so batches grow with the load and a lone request goes out
- * at once. A second batch of a kind, sent while one is in flight, waits until
- * HERALD_WEBHOOK_BATCH_GAP_US (2 ms) after the first or until half a batch is queued
- * (paced()): at 2,000 requests/s it made batches of 2.5 instead of 2.0 and cut
+ * at once. A batch of a kind that could go while another is in flight waits until
+ * HERALD_WEBHOOK_BATCH_GAP_US (2 ms) after the previous one went out, or until half a
+ * batch is queued (hold_batch()): at 2,000 requests/s it made batches of 2.5 instead of 2.0 and cut
  * Postgres's CPU per request by 15% (each batched statement has a large fixed cost).
  * A batch that fails for a reason of its own (a duplicate MessageSid, a
  * deadlock) is applied again document by document (herald_inbound_apply), each in its
@@ -94,16 +94,16 @@ typedef struct webhook {
     metrics_counter_t *m_jobs_ok, *m_jobs_failed;
     metrics_histogram_t *m_latency;
     metrics_counter_t *m_batches, *m_batch_retries;
-    /* Batching (see the top of the file): FIFO queues and batches in flight. */
-    struct wh_req *ctx_head, *ctx_tail;
-    struct wh_req *app_head, *app_tail;
-    size_t ctx_inflight, app_inflight;
+    /* Batching (see the top of the file): the context reads and the writes. */
+    struct wh_queue {
+        struct wh_req *head, *tail; /* FIFO */
+        size_t inflight;            /* batches */
+        uint64_t sent_ns;           /* uv_hrtime() when the last batch went out */
+        int held;                   /* the next batch is being held back (hold_batch()) */
+        uv_timer_t timer;           /* hold_batch()'s backstop */
+    } ctxq, appq;
     uv_check_t flush_check;
-    /* Pacing (cfg.batch_gap_us, paced()): when the last batch of each kind went out. */
-    uint64_t ctx_sent_ns, app_sent_ns;
-    int ctx_waiting, app_waiting; /* the queue's head batch is being held back */
     metrics_counter_t *m_paced;
-    uv_timer_t pace_timer;
     /*
      * Auth tokens already opened, by their sealed text (auth_token_enc as the context
      * row gives it): opening one (PQunescapeBytea and AES-256-GCM) was a tenth of the
@@ -1188,7 +1188,7 @@ static void evaluate_and_apply(wh_req_t *r, routing_ruleset_t *rs)
     wh_set_state(r, WH_APPLY);
     fast = fast && d->form.op == ROUTING_FORM_KEEP;
     if (fast) {
-        queue_push(&wh->app_head, &wh->app_tail, r);
+        queue_push(&wh->appq.head, &wh->appq.tail, r);
         return;
     }
     apply_one(r);
@@ -1444,7 +1444,7 @@ static void on_context_batch(db_t *db, const PGresult *res, const char *err, voi
     int seen[WH_BATCH_MAX] = {0};
 
     serve_db_report(wh->ctx, db, res, err);
-    wh->ctx_inflight--;
+    wh->ctxq.inflight--;
     if (err) {
         for (size_t i = 0; i < b->n; i++)
             wh_unavailable(b->reqs[i], err);
@@ -1464,43 +1464,47 @@ static void on_context_batch(db_t *db, const PGresult *res, const char *err, voi
     flush(wh);
 }
 
-static void on_pace(uv_timer_t *t)
+static void on_hold_over(uv_timer_t *t)
 {
     flush(t->data);
 }
 
 /*
- * 1 when a second batch of a kind should wait: one is in flight, the previous went
- * out less than the gap ago and the queue is not yet half a batch. The timer is a
- * backstop at millisecond resolution; every loop iteration's check looks again.
+ * Pacing (cfg.batch_gap_us): 1 when q's next batch is held back, because one of its
+ * kind is in flight, the previous went out less than the gap ago and less than half a
+ * batch is queued; then q's timer is armed for the rest of the gap (a backstop at
+ * millisecond resolution: every loop iteration's flush looks again). Counts each
+ * batch held back once.
  */
-static int paced(webhook_t *wh, size_t inflight, uint64_t sent_ns, const wh_req_t *head, int *waiting)
+static int hold_batch(webhook_t *wh, struct wh_queue *q)
 {
     uint64_t gap = (uint64_t)wh->ctx->cfg.batch_gap_us * 1000, now;
+    const wh_req_t *r = q->head;
     size_t n = 0;
 
-    if (gap == 0 || inflight == 0 || wh->closing)
-        return *waiting = 0;
+    if (gap == 0 || q->inflight == 0 || wh->closing)
+        return q->held = 0;
     now = uv_hrtime();
-    if (now - sent_ns >= gap)
-        return *waiting = 0;
-    for (; head && n < WH_BATCH_MAX / 2; head = head->qnext)
+    if (now - q->sent_ns >= gap)
+        return q->held = 0;
+    for (; r && n < WH_BATCH_MAX / 2; r = r->qnext)
         n++;
     if (n >= WH_BATCH_MAX / 2)
-        return *waiting = 0;
-    if (!*waiting)
+        return q->held = 0;
+    if (!q->held)
         metrics_counter_add(wh->m_paced, 1);
-    *waiting = 1;
-    if (!uv_is_active((uv_handle_t *)&wh->pace_timer))
-        uv_timer_start(&wh->pace_timer, on_pace, (sent_ns + gap - now + 999999) / 1000000, 0);
+    q->held = 1;
+    if (!uv_is_active((uv_handle_t *)&q->timer))
+        uv_timer_start(&q->timer, on_hold_over, (q->sent_ns + gap - now + 999999) / 1000000, 0);
     return 1;
 }
 
 /* Sends the queued context reads, one batch per free connection. */
 static void flush_context(webhook_t *wh, size_t limit)
 {
-    while (wh->ctx_head && wh->ctx_inflight < limit &&
-           !paced(wh, wh->ctx_inflight, wh->ctx_sent_ns, wh->ctx_head, &wh->ctx_waiting)) {
+    struct wh_queue *q = &wh->ctxq;
+
+    while (q->head && q->inflight < limit && !hold_batch(wh, q)) {
         wh_batch_t *b = xcalloc(1, sizeof(*b));
         buf_t a[4];
         const char *params[4];
@@ -1512,11 +1516,11 @@ static void flush_context(webhook_t *wh, size_t limit)
             a[k] = scratch_take(&wh->s_arr[k]);
             rc |= buf_append(&a[k], "{", 1);
         }
-        while (wh->ctx_head && b->n < WH_BATCH_MAX) {
-            wh_req_t *r = wh->ctx_head;
-            wh->ctx_head = r->qnext;
-            if (!wh->ctx_head)
-                wh->ctx_tail = NULL;
+        while (q->head && b->n < WH_BATCH_MAX) {
+            wh_req_t *r = q->head;
+            q->head = r->qnext;
+            if (!q->head)
+                q->tail = NULL;
             rc |= array_add(&a[0], r->to, b->n == 0);
             rc |= array_add(&a[1], r->from, b->n == 0);
             rc |= array_add(&a[2], r->sid, b->n == 0);
@@ -1536,8 +1540,8 @@ static void flush_context(webhook_t *wh, size_t limit)
                 wh_unavailable(b->reqs[i], "no database connection");
             free(b);
         } else {
-            wh->ctx_inflight++;
-            wh->ctx_sent_ns = uv_hrtime();
+            q->inflight++;
+            q->sent_ns = uv_hrtime();
         }
         for (int k = 0; k < 4; k++)
             scratch_give(&wh->s_arr[k], &a[k]);
@@ -1550,7 +1554,7 @@ static void on_apply_batch(db_t *db, const PGresult *res, const char *err, void 
     webhook_t *wh = b->wh;
 
     serve_db_report(wh->ctx, db, res, err);
-    wh->app_inflight--;
+    wh->appq.inflight--;
     if (err && res) {
         /* The statement failed, not the connection: apply each document on its own. */
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -1572,8 +1576,9 @@ static void on_apply_batch(db_t *db, const PGresult *res, const char *err, void 
 /* Sends the queued documents, one batch per free connection; no two share a From. */
 static void flush_apply(webhook_t *wh, size_t limit)
 {
-    while (wh->app_head && wh->app_inflight < limit &&
-           !paced(wh, wh->app_inflight, wh->app_sent_ns, wh->app_head, &wh->app_waiting)) {
+    struct wh_queue *q = &wh->appq;
+
+    while (q->head && q->inflight < limit && !hold_batch(wh, q)) {
         wh_batch_t *b = xcalloc(1, sizeof(*b));
         wh_req_t *keep_head = NULL, *keep_tail = NULL, *r, *next;
         buf_t text;
@@ -1582,7 +1587,7 @@ static void flush_apply(webhook_t *wh, size_t limit)
         int rc = 0;
 
         b->wh = wh;
-        for (r = wh->app_head; r; r = next) {
+        for (r = q->head; r; r = next) {
             int clash = 0;
             next = r->qnext;
             for (size_t i = 0; i < b->n && !clash; i++)
@@ -1592,8 +1597,8 @@ static void flush_apply(webhook_t *wh, size_t limit)
             else
                 b->reqs[b->n++] = r;
         }
-        wh->app_head = keep_head;
-        wh->app_tail = keep_tail;
+        q->head = keep_head;
+        q->tail = keep_tail;
         /* Alone too: since 010_webhook_perf.sql the batch function writes one document
          * with fewer statements and row versions than herald_inbound_apply(), which
          * stays for the documents it cannot take and for the retries. */
@@ -1615,8 +1620,8 @@ static void flush_apply(webhook_t *wh, size_t limit)
                 wh_unavailable(b->reqs[i], "no database connection");
             free(b);
         } else {
-            wh->app_inflight++;
-            wh->app_sent_ns = uv_hrtime();
+            q->inflight++;
+            q->sent_ns = uv_hrtime();
         }
         scratch_give(&wh->s_batch, &text);
     }
@@ -1729,7 +1734,7 @@ static void on_sms(http_request_t *req, void *arg)
     r->form = form;
     wh_set_state(r, WH_CONTEXT);
     /* Read at the end of this loop iteration, with the others that arrived in it. */
-    queue_push(&wh->ctx_head, &wh->ctx_tail, r);
+    queue_push(&wh->ctxq.head, &wh->ctxq.tail, r);
 }
 
 int serve_webhook_attach(serve_ctx_t *ctx)
@@ -1764,7 +1769,9 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     wh->m_batches = metrics_counter(ctx->metrics, "herald_webhook_batches_total",
                                     "Batched context reads and writes of inbound SMS.", "");
     wh->m_paced = metrics_counter(ctx->metrics, "herald_webhook_batches_paced_total",
-                                  "Batches held back while another was in flight (HERALD_WEBHOOK_BATCH_GAP_US).", "");
+                                  "Batches held back while one of their kind was in flight "
+                                  "(HERALD_WEBHOOK_BATCH_GAP_US).",
+                                  "");
     wh->m_batch_retries = metrics_counter(ctx->metrics, "herald_webhook_batch_retries_total",
                                           "Batched writes that failed and were applied one by one.", "");
     uv_check_init(ctx->loop, &wh->flush_check);
@@ -1783,8 +1790,9 @@ int serve_webhook_attach(serve_ctx_t *ctx)
     serve_db_statement(ctx, "wh_jobs_claim", claim_sql);
     serve_db_statement(ctx, "wh_release", release_sql);
     serve_db_statement(ctx, "wh_queue_reply", inbox_sql_queue_reply);
-    uv_timer_init(ctx->loop, &wh->pace_timer);
-    wh->pace_timer.data = wh;
+    uv_timer_init(ctx->loop, &wh->ctxq.timer);
+    uv_timer_init(ctx->loop, &wh->appq.timer);
+    wh->ctxq.timer.data = wh->appq.timer.data = wh;
     uv_timer_init(ctx->loop, &wh->sweep_timer);
     wh->sweep_timer.data = wh;
     /* The first sweep soon after start: calls a stopped process left are made again. */
@@ -1903,7 +1911,8 @@ void serve_webhook_detach(serve_ctx_t *ctx, void (*done)(void *arg), void *arg)
     wh->closing = 1;
     /* The server has drained: no request is queued any more. */
     uv_close((uv_handle_t *)&wh->flush_check, NULL);
-    uv_close((uv_handle_t *)&wh->pace_timer, NULL);
+    uv_close((uv_handle_t *)&wh->ctxq.timer, NULL);
+    uv_close((uv_handle_t *)&wh->appq.timer, NULL);
     uv_timer_stop(&wh->sweep_timer);
     wh->detached = done;
     wh->detached_arg = arg;

@@ -122,7 +122,7 @@ wal_before=$(sql "select pg_current_wal_lsn()")
 batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="${1:-herald_webhook_batches_total}" '$1 == m { print $2 }'; }
 cpu_before="$(ticks "$serve_pid") $(pg_ticks)"
 kinds_before=$(pg_kinds)
-batches_before=$(batches); paced_before=$(batches herald_webhook_batches_paced_total)
+batches_before=$(batches); paced_before=$(batches herald_webhook_batches_paced_total); paced_before=${paced_before:-0}
 msgs_before=$(sql "select count(*) from messages where direction = 'inbound'")
 
 if [ "$DRIVER" = load ]; then

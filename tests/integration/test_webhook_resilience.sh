@@ -3,7 +3,8 @@
 # nothing answered 200; the pool reconnects when Postgres is back), and graceful
 # shutdown on SIGTERM finishing a request that is in flight (held by a table lock).
 # Uses a cluster of its own (it stops it) and HERALD_WEBHOOK_INSECURE=1, whose start-up
-# warning is checked too.
+# warning is checked too. Then pacing: a batch held back while another is in flight
+# goes once the gap is over, even when the other is blocked.
 set -uo pipefail
 
 HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
@@ -79,11 +80,12 @@ check "SIGTERM: the in-flight request finished with 200" "$(cat "$dir/inflight")
 check "SIGTERM: it was stored" "$(sql "select count(*) from messages where message_sid='SMinflight'")" "^1$"
 check "SIGTERM: exit 0" "$rc" "^0$"
 
-# Pacing (HERALD_WEBHOOK_BATCH_GAP_US): a batch sent while another is in flight waits
-# at most the gap, however long the first one takes. With a 1 s gap and a contact row
-# locked, A's write waits on the lock; B (another contact) is written while A still
-# waits, once the gap since A's write has passed. Four connections, no sweep: the round
-# robin gives A's read and write and B's read and write a connection each.
+# Pacing (HERALD_WEBHOOK_BATCH_GAP_US): a batch that could go while another of its kind
+# is in flight waits at most the gap, however long the other takes. With a 1 s gap and a
+# contact row locked, A's write waits on the lock; B (another contact) is written while A
+# still waits, once the gap since A's write has passed. Four connections and one sweep
+# (at 1 s, then hourly): the round robin gives A's read and write and B's read and write
+# a connection each.
 r=$(HERALD_WEBHOOK_BATCH_GAP_US=1000001 HERALD_LISTEN=127.0.0.1:0 timeout 10 "$HERALD" serve 2>&1)
 check "a batch gap above 1 s is refused" "$r" "HERALD_WEBHOOK_BATCH_GAP_US: expected 0..1000000"
 HERALD_WEBHOOK_BATCH_GAP_US=1000000 HERALD_DB_POOL=4 HERALD_JOB_SWEEP_MS=3600000 HERALD_WEBHOOK_INSECURE=1 \
@@ -97,6 +99,9 @@ check "paced: a first message makes the contact" "$(from SMpace0 +14155550171 he
 psql "$DATABASE_URL" -XAtqc "BEGIN; SELECT 1 FROM contacts WHERE e164 = '+14155550171' FOR UPDATE;
   SELECT pg_sleep(6); COMMIT;" >/dev/null &
 lock_pid=$!
+# A must not be sent before the row is locked.
+for _ in $(seq 100); do [ "$(sql "select count(*) from pg_stat_activity where wait_event = 'PgSleep'")" = 1 ] && break
+  sleep 0.05; done
 rowlock="select count(*) from pg_locks where locktype = 'transactionid' and not granted"
 from SMpaceA +14155550171 "held by the lock" >"$dir/paceA" &
 a_pid=$!

@@ -427,6 +427,7 @@ static int env_range(const char *name, unsigned dflt, unsigned lo, unsigned hi, 
 static int load_config(serve_config_t *cfg, const char *listen_opt)
 {
     const char *v;
+    unsigned u;
     char err[512];
 
     memset(cfg, 0, sizeof(*cfg));
@@ -447,16 +448,9 @@ static int load_config(serve_config_t *cfg, const char *listen_opt)
         memcpy(cfg->public_url, v, n);
         cfg->public_url[n] = '\0';
     }
-    v = getenv("HERALD_DB_POOL");
-    cfg->pool_size = 4;
-    if (v && *v) {
-        long n = strtol(v, NULL, 10);
-        if (n < 1 || n > SERVE_POOL_MAX) {
-            fprintf(stderr, "herald: HERALD_DB_POOL: expected 1..%d\n", SERVE_POOL_MAX);
-            return -1;
-        }
-        cfg->pool_size = (size_t)n;
-    }
+    if (env_range("HERALD_DB_POOL", 4, 1, SERVE_POOL_MAX, &u) != 0)
+        return -1;
+    cfg->pool_size = u;
     v = getenv("HERALD_MAX_UPLOAD_BYTES");
     cfg->max_upload_bytes = 1ull << 30;
     if (v && *v) {
@@ -469,16 +463,9 @@ static int load_config(serve_config_t *cfg, const char *listen_opt)
         }
         cfg->max_upload_bytes = n;
     }
-    v = getenv("HERALD_MAX_UPLOADS");
-    cfg->max_uploads = 2;
-    if (v && *v) {
-        long n = strtol(v, NULL, 10);
-        if (n < 1 || n > 64) {
-            fprintf(stderr, "herald: HERALD_MAX_UPLOADS: expected 1..64\n");
-            return -1;
-        }
-        cfg->max_uploads = (size_t)n;
-    }
+    if (env_range("HERALD_MAX_UPLOADS", 2, 1, 64, &u) != 0)
+        return -1;
+    cfg->max_uploads = u;
     if (env_range("HERALD_JOB_LEASE_S", 300, 1, 86400, &cfg->job_lease_s) != 0 ||
         env_range("HERALD_JOB_SWEEP_MS", 30000, 100, 3600000, &cfg->job_sweep_ms) != 0 ||
         env_range("HERALD_WEBHOOK_BATCH_GAP_US", 2000, 0, 1000000, &cfg->batch_gap_us) != 0)

@@ -86,8 +86,12 @@ check "SIGTERM: exit 0" "$rc" "^0$"
 # still waits, once the gap since A's write has passed. Four connections and one sweep
 # (at 1 s, then hourly): the round robin gives A's read and write and B's read and write
 # a connection each.
-r=$(HERALD_WEBHOOK_BATCH_GAP_US=1000001 HERALD_LISTEN=127.0.0.1:0 timeout 10 "$HERALD" serve 2>&1)
-check "a batch gap above 1 s is refused" "$r" "HERALD_WEBHOOK_BATCH_GAP_US: expected 0..1000000"
+# A setting out of range (or not a number) stops serve at once with one line and exit 1.
+for bad in HERALD_WEBHOOK_BATCH_GAP_US=1000001 HERALD_WEBHOOK_BATCH_GAP_US=-1 HERALD_DB_POOL=0 HERALD_DB_POOL=4x \
+           HERALD_DB_POOL=33 HERALD_MAX_UPLOADS=65 HERALD_JOB_LEASE_S=five; do
+  r=$(env "$bad" HERALD_LISTEN=127.0.0.1:0 timeout 10 "$HERALD" serve 2>&1); rc=$?
+  check "serve refuses $bad" "$rc: $r" "^1: herald: ${bad%%=*}: expected [0-9]+\.\.[0-9]+$"
+done
 HERALD_WEBHOOK_BATCH_GAP_US=1000000 HERALD_DB_POOL=4 HERALD_JOB_SWEEP_MS=3600000 HERALD_WEBHOOK_INSECURE=1 \
   HERALD_LISTEN=127.0.0.1:0 "$HERALD" serve --port-file "$dir/port2" >"$dir/out2" 2>"$dir/err2" &
 serve_pid=$!

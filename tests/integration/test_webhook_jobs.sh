@@ -176,6 +176,26 @@ wait_for "select count(*) from conversation_events where action = 'trigger-autom
 check "SIGTERM: four more attempts" "$(($(grep -c '"/fail"' "$dir/recv.log") - n_before))" "^4$"
 check "nothing left pending" "$(pending)" "^0$"
 
+# --- a stop whose release gets no answer waits 2 s, says so and exits ---
+# The events table locked: the release's UPDATE waits, the stop does not wait for it.
+sms +14155550215 "FAIL" >/dev/null
+sleep 0.2 # first attempt answered 500: in its backoff
+psql "$DATABASE_URL" -XAtqc "BEGIN; LOCK TABLE conversation_events IN EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;" \
+  >/dev/null &
+lock_pid=$!
+for _ in $(seq 100); do [ "$(sql "select count(*) from pg_stat_activity where wait_event = 'PgSleep'")" = 1 ] && break
+  sleep 0.05; done
+kill -TERM "$last_pid"; wait "$last_pid" 2>/dev/null; rc=$?
+kill -0 "$lock_pid" 2>/dev/null && held=yes || held=no
+check "stop with the release blocked: exit 0 while the table is still locked" "$rc/$held" "^0/yes$"
+check "stop with the release blocked: the log says the calls keep their lease" \
+  "$(grep -c 'stop: 1 unmade calls keep their lease (no answer from the database in time)' "$dir/c.err")" "^1$"
+wait "$lock_pid"
+LEASE=2 serve_start c
+wait_for "select count(*) from conversation_events where action = 'trigger-automation' and detail->>'status' = 'failed'" 2 \
+  && ok "stop with the release blocked: the call is made again after its lease" || bad "blocked release: not resumed"
+check "nothing left pending" "$(pending)" "^0$"
+
 # --- a resumed call opens the rule's sealed secret; under another master key it is given up ---
 recv_stop
 sms +14155550206 "AUTO" >/dev/null

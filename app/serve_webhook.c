@@ -1295,14 +1295,32 @@ static int open_token(webhook_t *wh, const char *sealed, char *out, size_t outle
 }
 
 /* Checks the signature; answers 403/400 itself and returns -1 when it fails. */
+/* 0 when r's X-Twilio-Signature is that of its URL and form under token (else see twilio_signature_strerror()). */
+static int signature_check(wh_req_t *r, const http_form_t *form, const char *token)
+{
+    const serve_config_t *cfg = &r->wh->ctx->cfg;
+    twilio_param_t *params;
+    char url[4096];
+
+    if (cfg->public_url[0]) {
+        snprintf(url, sizeof(url), "%s%s", cfg->public_url, r->req->target);
+    } else {
+        const char *host = http_request_header(r->req, "Host");
+        snprintf(url, sizeof(url), "http://%s%s", host ? host : "localhost", r->req->target);
+    }
+    params = http_arena_alloc(r->req->arena, (form->count ? form->count : 1) * sizeof(*params));
+    for (size_t i = 0; i < form->count; i++) {
+        params[i].name = form->params[i].name;
+        params[i].value = form->params[i].value;
+    }
+    return twilio_signature_validate_form(token, url, params, form->count, r->signature);
+}
+
 static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult *res, int row, int base)
 {
     webhook_t *wh = r->wh;
     const serve_config_t *cfg = &wh->ctx->cfg;
-    const char *sig = r->signature;
     char token[256];
-    char url[4096];
-    twilio_param_t *params;
     int rc;
 
     if (cfg->webhook_insecure)
@@ -1317,18 +1335,7 @@ static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult 
         wh_finish(r, 403, NULL, wh->m_forbidden);
         return -1;
     }
-    if (cfg->public_url[0]) {
-        snprintf(url, sizeof(url), "%s%s", cfg->public_url, r->req->target);
-    } else {
-        const char *host = http_request_header(r->req, "Host");
-        snprintf(url, sizeof(url), "http://%s%s", host ? host : "localhost", r->req->target);
-    }
-    params = http_arena_alloc(r->req->arena, (form->count ? form->count : 1) * sizeof(*params));
-    for (size_t i = 0; i < form->count; i++) {
-        params[i].name = form->params[i].name;
-        params[i].value = form->params[i].value;
-    }
-    rc = twilio_signature_validate_form(token, url, params, form->count, sig);
+    rc = signature_check(r, form, token);
     memset(token, 0, sizeof(token));
     if (rc != 0) {
         log_warn("webhook %s: signature check failed (%s)", r->sid, twilio_signature_strerror(rc));
@@ -1393,11 +1400,22 @@ static void context_row(wh_req_t *r, const PGresult *res, int row, int base)
     }
 }
 
+/*
+ * No org receives on r's To number. The answer is 404 only when the request is Twilio's
+ * (its signature checks out under TWILIO_AUTH_TOKEN) or checks are off; any other is
+ * refused like a forged one (403), so that nobody can find out which numbers are
+ * registered by probing. The log says which number it was either way.
+ */
 static void unknown_number(wh_req_t *r)
 {
+    const serve_config_t *cfg = &r->wh->ctx->cfg;
     char masked[32];
+
     log_warn("webhook %s: no org receives on %s", r->sid, log_mask_phone(r->to, masked, sizeof(masked)));
-    wh_finish(r, 404, NULL, r->wh->m_unknown);
+    if (cfg->webhook_insecure || (cfg->env_auth_token[0] && signature_check(r, r->form, cfg->env_auth_token) == 0))
+        wh_finish(r, 404, NULL, r->wh->m_unknown);
+    else
+        wh_finish(r, 403, NULL, r->wh->m_forbidden);
 }
 
 static void on_context(db_t *db, const PGresult *res, const char *err, void *arg)

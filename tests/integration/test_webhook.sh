@@ -147,7 +147,8 @@ r=$(sms +14155550107 "'); DROP TABLE messages; -- \" OR 1=1")
 check "SQL-looking text: 200" "$r" "^200"
 check "SQL-looking text stored verbatim" "$(sql "select count(*) from messages where body = '''); DROP TABLE messages; -- \" OR 1=1'")" "^1$"
 r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMnope AccountSid=ACffffffffffffffffffffffffffffffff From=+14155550108 To=+15005550099 Body=x)
-check "unknown receiving number: 404" "$r" "^404"
+check "unknown receiving number, TWILIO_AUTH_TOKEN unset: 403 (nothing tells which numbers exist)" "$r" "^403"
+check "unknown receiving number: the log names it, masked" "$(grep -c 'no org receives on +1500\*\*\*0099' "$dir/serve.err")" "^1$"
 r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMnofrom To=$OUR Body=x)
 check "missing From: 400" "$r" "^400"
 # A SID that is not letters and digits never reaches a batch (one that is not UTF-8
@@ -231,11 +232,18 @@ r=$(sms $G "JOIN"); check "fill-form across a restart: first prompt" "$r" "<Mess
 kill -TERM "$serve_pid"; wait "$serve_pid"; rc=$?; serve_pid=
 check "fill-form across a restart: SIGTERM exit 0" "$rc" "^0$"
 rm -f "$dir/port"
-HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_AUTOMATION_SECRET=autosecret \
+# Now with TWILIO_AUTH_TOKEN (acme's own token still wins for acme).
+ENVTOK=envtok_$RANDOM$RANDOM
+TWILIO_AUTH_TOKEN=$ENVTOK HERALD_LISTEN=127.0.0.1:0 HERALD_PUBLIC_URL=$PUB HERALD_AUTOMATION_SECRET=autosecret \
   "$HERALD" serve --port-file "$dir/port" >>"$dir/serve.out" 2>>"$dir/serve.err" &
 serve_pid=$!
 for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
 PORT=$(cat "$dir/port"); URL=http://127.0.0.1:$PORT/connect/webhook/twilio/sms
+r=$($POST "$URL" "$ENVTOK" --sign-url "$SURL" MessageSid=SMnope2 AccountSid=ACffffffffffffffffffffffffffffffff From=+14155550108 To=+15005550098 Body=x)
+check "unknown receiving number, signed with TWILIO_AUTH_TOKEN: 404" "$r" "^404"
+r=$($POST "$URL" "$TOKEN" --sign-url "$SURL" MessageSid=SMnope3 AccountSid=ACffffffffffffffffffffffffffffffff From=+14155550108 To=+15005550098 Body=x)
+check "unknown receiving number, signed with another token: 403" "$r" "^403"
+check "unknown receiving numbers: nothing stored" "$(sql "select count(*) from messages where message_sid like 'SMnope%'")" "^0$"
 r=$(sms $G "you@example.com"); check "fill-form across a restart: the next prompt" "$r" "<Message>Your city\\?</Message>"
 r=$(sms $G "Rome"); check "fill-form across a restart: done text" "$r" "<Message>Thanks, you&apos;re in.</Message>"
 check "fill-form across a restart: answers on the contact, state cleared" \

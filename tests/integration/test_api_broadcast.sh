@@ -15,8 +15,8 @@ set -uo pipefail
 
 HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 STATE=${HERALD_TEST_PG_STATE:?run through ctest (HERALD_TEST_PG_STATE)}
-pass=0
-failed=0
+SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-apibc.XXXXXX)
 base=$(cut -f2 "$STATE")
 db="herald_apibc_$$"
@@ -27,15 +27,10 @@ cleanup() {
   psql "$base" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
 }
 trap cleanup EXIT
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-check() { if grep -Eq -- "$3" <<<"$(tr '\n' ' ' <<<"$2" | sed 's/ $//')"; then ok "$1"; else bad "$1" "got: $(head -c 600 <<<"$2")"; fi; }
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got '$2', want '$3'"; fi; }
 
 psql "$base" -qc "CREATE DATABASE $db" >/dev/null || exit 1
 export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
 unset HERALD_ORG
-sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
 
 A=$("$HERALD" org create alpha 2>/dev/null)
 B=$("$HERALD" org create beta 2>/dev/null)
@@ -70,18 +65,18 @@ code=$(create '{"name":"full","body":"Hi {{first_name}}, {{city}} deals today","
 same "create: 201" "$code" 201
 full=$(body)
 CID=$(js 'd["id"]' <<<"$full")
-check "create: answers the campaign" "$(js '[d["name"],d["status"],d["from"],d["rate_mps"],d["region"],d["quiet_hours"],d["footer_policy"],d["footer_text"],d["merge_defaults"],d["price_per_segment"],d["counts"]]' <<<"$full")" \
+check_flat "create: answers the campaign" "$(js '[d["name"],d["status"],d["from"],d["rate_mps"],d["region"],d["quiet_hours"],d["footer_policy"],d["footer_text"],d["merge_defaults"],d["price_per_segment"],d["counts"]]' <<<"$full")" \
   '^\["full", "draft", "\+14155550100", 10, "US", "09:00-20:00", "always", "Reply STOP to end", \{"city": "our"\}, 0.01, \{\}\]$'
-check "create: start stored as an instant" "$(js 'd["start_at"]' <<<"$full")" '^2030-01-31T14:00:00'
-check "create: Location header" "$(cat "$dir/headers")" "Location: /broadcast/campaigns/$CID"
+check_flat "create: start stored as an instant" "$(js 'd["start_at"]' <<<"$full")" '^2030-01-31T14:00:00'
+check_flat "create: Location header" "$(cat "$dir/headers")" "Location: /broadcast/campaigns/$CID"
 call "$KEY_A" GET "/broadcast/campaigns/$CID" >/dev/null
 same "create: same shape as GET" "$(js 'sorted(d.items())' <"$dir/body")" "$(js 'sorted(d.items())' <<<"$full")"
 same "create: stored for the key's org" "$(sql "select org_id from campaigns where id=$CID")" "$ORG_A"
 code=$(create '{"name":"cron","body":"hi","messaging_service_sid":"MG0123456789abcdef0123456789abcdef",
   "cron":"0 9 * * mon-fri","tz":"America/New_York"}')
-check "create: messaging service + cron + tz" "$code $(body)" '^201 .*"cron" : "0 9 \* \* mon-fri".*"timezone" : "America/New_York"'
+check_flat "create: messaging service + cron + tz" "$code $(body)" '^201 .*"cron" : "0 9 \* \* mon-fri".*"timezone" : "America/New_York"'
 code=$(create '{"name":"aliases","body":"hi","from":"+14155550100","rate_mps":2.5,"start_at":"2030-01-31","timezone":"Europe/Paris","footer_text":"Text STOP to quit","merge_defaults":{}}')
-check "create: the names GET answers with are accepted too" "$code $(body)" '^201 .*"rate_mps" : 2.5.*"timezone" : "Europe/Paris"'
+check_flat "create: the names GET answers with are accepted too" "$code $(body)" '^201 .*"rate_mps" : 2.5.*"timezone" : "Europe/Paris"'
 code=$(call "$KEY_A" POST /broadcast/campaigns --data-binary '{"name":"no type","body":"hi","from":"+14155550100"}' -H 'Content-Type:')
 same "create: no Content-Type is read as JSON" "$code" 201
 
@@ -91,7 +86,7 @@ refuse() {
   local code
   code=$(create "$5")
   if [ "$code" != "$2" ]; then bad "create refused: $1" "status $code, wanted $2: $(body)"; return; fi
-  check "create refused: $1" "$(js '[d.get("field"), d["error"]]' <"$dir/body")" "^\[$3, \".*$4"
+  check_flat "create refused: $1" "$(js '[d.get("field"), d["error"]]' <"$dir/body")" "^\[$3, \".*$4"
 }
 F='"from":"+14155550100"'
 refuse "malformed JSON" 400 null "malformed JSON" '{"name":'
@@ -177,7 +172,7 @@ same "upload: summary counts" \
 same "upload: invalid by reason" "$(js 'sorted(d["invalid_by_reason"].items())' <<<"$sum")" \
   '[["invalid_number", 1], ["invalid_timezone", 1], ["missing_field", 1], ["missing_phone", 1]]'
 same "upload: estimated cost at the campaign's price" "$(js 'd["estimated_cost"]' <<<"$sum")" 0.03
-check "upload: estimated finish and rate" "$(js '[d["estimated_finish"], d["rate_mps"], d["rate_assumed"], d["footer_policy"]]' <<<"$sum")" \
+check_flat "upload: estimated finish and rate" "$(js '[d["estimated_finish"], d["rate_mps"], d["rate_assumed"], d["footer_policy"]]' <<<"$sum")" \
   '^\["20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z", 10(\.0)?, false, "always"\]$'
 UP1=$(js 'd["upload_id"]' <<<"$sum")
 same "upload: upload_id is the recorded upload" "$(sql "select id from campaign_uploads where campaign_id=$CID")" "$UP1"
@@ -210,7 +205,7 @@ fatal() {
   shift 6 2>/dev/null || shift $#
   code=$(upload "$KEY_A" "$CID" "$file" "$query" "$@")
   if [ "$code" != "$want" ]; then bad "refused: $name" "status $code, wanted $want: $(body)"; return; fi
-  check "refused: $name" "$(js '[d["row"], d["error"]]' <"$dir/body")" "^\[$row, \".*$pattern"
+  check_flat "refused: $name" "$(js '[d["row"], d["error"]]' <"$dir/body")" "^\[$row, \".*$pattern"
   same "refused: $name: nothing queued" "$(state "$CID")" "$before"
 }
 : >"$dir/empty.csv"
@@ -254,7 +249,7 @@ wait "$slow_pid"
 same "slow upload: 200" "$(cat "$dir/slow.code")" 200
 same "slow upload: every row" "$(js '[d["rows"], d["accepted"]]' <"$dir/slow.out")" "[40000, 40000]"
 # At least 3 probes while the body trickles in (about 3.4 s at 1 MB/s).
-check "slow upload: /healthz probed during it" "$probes" '^([3-9]|[1-9][0-9]+)$'
+check_flat "slow upload: /healthz probed during it" "$probes" '^([3-9]|[1-9][0-9]+)$'
 # A loop blocked by the upload would hold /healthz for seconds; 1 s leaves room for a loaded CI machine.
 if python3 -c "import sys; sys.exit(0 if $worst < 1.0 else 1)"; then ok "slow upload: /healthz never took 1 s (worst $worst s)"
 else bad "slow upload: /healthz never took 1 s" "worst $worst s over $probes probes"; fi
@@ -297,7 +292,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 code=$(upload "$KEY_A" "$CID" "$dir/b.csv")
-check "a third upload at once: 503 with Retry-After" "$code $(grep -i '^retry-after' "$dir/headers")" '^503 Retry-After: [0-9]+'
+check_flat "a third upload at once: 503 with Retry-After" "$code $(grep -i '^retry-after' "$dir/headers")" '^503 Retry-After: [0-9]+'
 wait $busy
 for _ in $(seq 50); do
   [ "$(curl -s "$U/metrics" | awk '/^herald_api_uploads_active / {print $2}')" = 0 ] && break
@@ -305,7 +300,7 @@ for _ in $(seq 50); do
 done
 same "vanished clients: no upload left in progress" "$(curl -s "$U/metrics" | awk '/^herald_api_uploads_active / {print $2}')" 0
 same "vanished clients: nothing queued or recorded" "$(state "$CID")" "$before"
-check "vanished clients: the server keeps serving" "$(curl -s "$U/healthz")" '"status":"ok"'
+check_flat "vanished clients: the server keeps serving" "$(curl -s "$U/healthz")" '"status":"ok"'
 code=$(upload "$KEY_A" "$CID" "$dir/gone.csv")
 same "the same file uploaded whole afterwards is new" "$code $(js '[d["accepted"], d["already_uploaded"]]' <"$dir/body")" "200 [15000, false]"
 
@@ -361,7 +356,7 @@ same "control: B's key acts on B's own campaign" "$(call "$KEY_B" POST "/broadca
 total=$(sql "select count(*) from campaign_rejects where campaign_id=$CID")
 code=$(call "$KEY_A" GET "/broadcast/campaigns/$CID/rejects")
 same "rejects: 200" "$code" 200
-check "rejects: a row carries its number, raw value, reason and detail" \
+check_flat "rejects: a row carries its number, raw value, reason and detail" \
   "$(js '[r for r in d["data"] if r["row_number"] == 5][0]' <"$dir/body")" \
   "^\{\"upload_id\": $UP1, \"row_number\": 5, \"raw_value\": \"12345\", \"reason\": \"invalid_number\", \"detail\": \"too_short\"\}$"
 same "rejects: first page of everything has no next cursor" "$(js '[len(d["data"]), d["next_cursor"]]' <"$dir/body")" "[$total, null]"
@@ -383,10 +378,10 @@ code=$(call "$KEY_A" GET "/broadcast/campaigns/$CID/rejects?format=csv")
 same "rejects csv: 200 text/csv" "$code $(grep -i '^content-type' "$dir/headers" | tr -d '\r')" "200 Content-Type: text/csv; charset=utf-8"
 same "rejects csv: header" "$(head -1 "$dir/body")" "upload,row,raw_value,reason,detail"
 same "rejects csv: one line per reject" "$(($(wc -l <"$dir/body") - 1))" "$total"
-check "rejects csv: quoted like the CLI" "$(cat "$dir/body")" "^upload,row.* $UP1,5,12345,invalid_number,too_short "
+check_flat "rejects csv: quoted like the CLI" "$(cat "$dir/body")" "^upload,row.* $UP1,5,12345,invalid_number,too_short "
 same "rejects csv: equals herald campaign rejects --csv" "$(body)" "$("$HERALD" campaign rejects "$CID" --csv --org "$ORG_A")"
 code=$(call "$KEY_A" GET "/broadcast/campaigns/$CID/rejects?format=csv&limit=3")
-check "rejects csv: paginated with X-Next-Cursor" "$code $(($(wc -l <"$dir/body") - 1)) $(grep -i '^x-next-cursor' "$dir/headers")" '^200 3 X-Next-Cursor: [A-Za-z0-9_-]+'
+check_flat "rejects csv: paginated with X-Next-Cursor" "$code $(($(wc -l <"$dir/body") - 1)) $(grep -i '^x-next-cursor' "$dir/headers")" '^200 3 X-Next-Cursor: [A-Za-z0-9_-]+'
 same "rejects: bad cursor 400" "$(call "$KEY_A" GET "/broadcast/campaigns/$CID/rejects?cursor=AAAA")" 400
 same "rejects: limit 0 is 400" "$(call "$KEY_A" GET "/broadcast/campaigns/$CID/rejects?limit=0")" 400
 same "rejects: limit over 1000 is 400" "$(call "$KEY_A" GET "/broadcast/campaigns/$CID/rejects?limit=1001")" 400
@@ -400,5 +395,4 @@ rc=$?
 serve_pid=
 same "serve exits 0 on SIGTERM" "$rc" 0
 if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error' "$dir/err"; then bad "no sanitizer reports" "$(grep -E 'Sanitizer|runtime error' "$dir/err" | head -5)"; else ok "no sanitizer reports"; fi
-echo "$pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -7,8 +7,8 @@ set -uo pipefail
 HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 STATE=${HERALD_TEST_PG_STATE:-}
 PSQL=${PSQL:-psql}
-pass=0
-failed=0
+SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-dbcli.XXXXXX)
 chmod 755 "$dir"
 
@@ -19,25 +19,6 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-
-# expect NAME WANT_STATUS PATTERN CMD...: runs CMD, checks its exit status and that its
-# stdout+stderr matches the extended regex PATTERN.
-expect() {
-  local name=$1 want=$2 pattern=$3 out rc
-  shift 3
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    bad "$name" "exit $rc, wanted $want: $out"
-  elif ! grep -Eq -- "$pattern" <<<"$out"; then
-    bad "$name" "output does not match /$pattern/: $out"
-  else
-    ok "$name"
-  fi
-}
 
 cd "$dir"
 unset DATABASE_URL
@@ -98,5 +79,4 @@ expect "no subcommand: usage" 2 "usage" "$HERALD" db
 expect "unknown subcommand: usage" 2 "unknown subcommand" "$HERALD" db frobnicate
 expect "extra argument: usage" 2 "usage" "$HERALD" db status extra
 
-echo "$pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -9,11 +9,8 @@ set -uo pipefail
 
 HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 STATE=${HERALD_TEST_PG_STATE:?fixture cluster state}
-pass=0
-failed=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-check() { if grep -Eq -- "$3" <<<"$(tr '\n' ' ' <<<"$2" | sed 's/ $//')"; then ok "$1"; else bad "$1" "got: $(head -c 600 <<<"$2")"; fi; }
+SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/integration/lib.sh" || exit 1
 
 base=$(cut -f2 "$STATE")
 db="herald_pages_$$"
@@ -89,7 +86,7 @@ SQL
   done
   echo "$out"
 }
-t() { check "pages = plain order: $1" "$(compare "$2")" "$3"; }
+t() { check_flat "pages = plain order: $1" "$(compare "$2")" "$3"; }
 n=null
 t "tag common"                 "$n, 'common', $n, $n, false"                 "^(1500:true *){4}$"
 t "tag mid"                    "$n, 'mid', $n, $n, false"                    "^(158:true *){4}$"
@@ -123,9 +120,9 @@ t "unread, status, rare q"     "'closed', $n, $n, 'rare', true"              "^(
 t "unread, number, absent q"   "$n, $n, '+15005550002', 'nosuchword', true"  "^(0:true *){4}$"
 t "status, long tag and q"     "'open', '$LONG', $n, 'alpha', false"         "^([1-9][0-9]*:true *){4}$"
 t "number, other org's number" "$n, 'common', '+15005550003', $n, false"     "^(0:true *){4}$"
-check "a walk that reads all of its column's rows ends the list" \
+check_flat "a walk that reads all of its column's rows ends the list" \
   "$(sql "select count(*) from herald_inbox_page($ORG_B, 'open', 'rare', '+15005550003', null, false, null, null, 500)")" "^200$"
-check "org B's words and tags are not org A's" \
+check_flat "org B's words and tags are not org A's" \
   "$(sql "select count(*) from herald_inbox_page($ORG_A, null, 'rare', null, null, false, null, null, 500)")" "^16$"
 
 # Walks without words (migration 016) read their B-tree's INCLUDE columns only, on pages
@@ -140,13 +137,13 @@ t "vacuumed: number, rare tag"         "$n, 'rare', '+15005550002', $n, false"  
 W=$(sql "select id from conversations where org_id = $ORG_A and status = 'open' and 'common' = any(tags) and unread > 0
            and our_number = '+15005550001' order by last_message_at desc, id desc limit 1")
 in_page() { sql "select count(*) from herald_inbox_page($ORG_A, $1, null, null, 5000) where id = $W"; }
-check "walked: the newest open, unread, common conversation is on the page" \
+check_flat "walked: the newest open, unread, common conversation is on the page" \
   "$(in_page "'open', 'common', '+15005550001', null, true")/$(in_page "null, 'common', null, null, true")" "^1/1$"
 sql "update conversations set tags = array_remove(tags, 'common') where id = $W" >/dev/null
-check "walked: a tag removed leaves the number's, unread's and status's pages" \
+check_flat "walked: a tag removed leaves the number's, unread's and status's pages" \
   "$(in_page "'open', 'common', '+15005550001', null, false")/$(in_page "null, 'common', null, null, true")/$(in_page "'open', 'common', null, null, false")" "^0/0/0$"
 sql "update conversations set tags = tags || 'common'::text, status = 'closed' where id = $W" >/dev/null
-check "walked: closed, it leaves the open pages and joins the closed ones" \
+check_flat "walked: closed, it leaves the open pages and joins the closed ones" \
   "$(in_page "'open', 'common', '+15005550001', null, false")/$(in_page "'open', 'common', null, null, true")/$(in_page "'closed', 'common', '+15005550001', null, false")/$(in_page "'closed', 'common', null, null, false")" "^0/0/1/1$"
 t "changed: status, number, tag"       "'closed', 'common', '+15005550001', $n, false" "^([1-9][0-9]*:true *){4}$"
 t "changed: unread, tag"               "$n, 'common', $n, $n, true"                  "^([1-9][0-9]*:true *){4}$"
@@ -155,17 +152,16 @@ t "changed: unread, tag"               "$n, 'common', $n, $n, true"             
 C=$(sql "select id from conversations where org_id = $ORG_A and 'rare' = any(tags) order by last_message_at limit 1")
 first() { sql "select id from herald_inbox_page($ORG_A, null, 'rare', null, null, $1, null, null, 1)"; }
 sql "update conversations set last_message_at = now() + interval '1 minute', unread = 0 where id = $C" >/dev/null
-check "new activity moves the oldest to the front" "$(first false)" "^$C$"
-check "read: not in unread" "$(sql "select count(*) from herald_inbox_page($ORG_A, null, 'rare', null, null, true, null, null, 500) where id = $C")" "^0$"
+check_flat "new activity moves the oldest to the front" "$(first false)" "^$C$"
+check_flat "read: not in unread" "$(sql "select count(*) from herald_inbox_page($ORG_A, null, 'rare', null, null, true, null, null, 500) where id = $C")" "^0$"
 sql "update conversations set unread = 3 where id = $C" >/dev/null
-check "unread again: in unread" "$(first true)" "^$C$"
+check_flat "unread again: in unread" "$(first true)" "^$C$"
 sql "update conversations set search = herald_search_rebuild(id) where id = $C" >/dev/null
-check "a document made again keeps its place keys" "$(first true)" "^$C$"
-check "one key per window level, one number key, one unread key" \
+check_flat "a document made again keeps its place keys" "$(first true)" "^$C$"
+check_flat "one key per window level, one number key, one unread key" \
   "$(sql "select count(*) filter (where k like '%@_.%') || '/' || count(*) filter (where k like '%\%%') || '/' || count(*) filter (where k like '%!unread')
             from conversations, unnest(tsvector_to_array(place)) k where id = $C")" "^8/1/1$"
-check "the document keeps no place keys" \
+check_flat "the document keeps no place keys" \
   "$(sql "select count(*) from conversations, unnest(tsvector_to_array(search)) k where k ~ '^[0-9]+(@|%|!)'")" "^0$"
 
-echo "$pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

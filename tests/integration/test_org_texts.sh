@@ -15,8 +15,7 @@ HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 STATE=${HERALD_TEST_PG_STATE:?fixture cluster state}
 SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 POST="python3 $SRC/tests/integration/test_webhook_post.py"
-pass=0
-failed=0
+. "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-orgtexts.XXXXXX)
 base=$(cut -f2 "$STATE")
 db="herald_orgtexts_$$"
@@ -27,30 +26,11 @@ cleanup() {
   psql "$base" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
 }
 trap cleanup EXIT
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got '$2', want '$3'"; fi; }
-check() { if grep -Eq -- "$3" <<<"$2"; then ok "$1"; else bad "$1" "got: $(head -c 600 <<<"$2")"; fi; }
-# expect NAME WANT_STATUS PATTERN CMD...: exit status, and stdout+stderr matching PATTERN (ERE).
-expect() {
-  local name=$1 want=$2 pattern=$3 out rc
-  shift 3
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    bad "$name" "exit $rc, wanted $want: $(head -c 600 <<<"$out")"
-  elif ! grep -Eq -- "$pattern" <<<"$out"; then
-    bad "$name" "output does not match /$pattern/: $(head -c 600 <<<"$out")"
-  else
-    ok "$name"
-  fi
-}
 
 psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
 export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
 export HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 unset HERALD_ORG TWILIO_AUTH_TOKEN HERALD_WEBHOOK_INSECURE
-sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
 
 DEF_HELP='Reply STOP to unsubscribe. Msg&data rates may apply.'
 DEF_OUT='You have been unsubscribed and will receive no more messages. Reply START to resubscribe.'
@@ -69,7 +49,7 @@ for n in A B; do
 done
 
 # --- the CLI ---
-expect "a new org: the three defaults" 0 "^help	default	Reply STOP to unsubscribe\. Msg&data rates may apply\.$" "$HERALD" org texts "$ORG_A"
+expect_short "a new org: the three defaults" 0 "^help	default	Reply STOP to unsubscribe\. Msg&data rates may apply\.$" "$HERALD" org texts "$ORG_A"
 same "no option prints exactly three lines" "$("$HERALD" org texts "$ORG_A" | cut -f1,2 | tr '\n' ' ')" "help	default opt-out	default opt-in	default "
 
 HELP_A='Acme help: call 555-0100 & see <acme.example>. Reply STOP to opt out.'
@@ -83,7 +63,7 @@ opt-out	custom	Acme: you are unsubscribed, no more texts.\\nReply START to come 
 opt-in	custom	$IN_A"
 same "stored verbatim" "$(sql "select help_text from orgs where id = $ORG_A")|$(sql "select opt_out_text from orgs where id = $ORG_A")|$(sql "select opt_in_text from orgs where id = $ORG_A")" "$HELP_A|$OUT_A|$IN_A"
 same "the other org is untouched" "$(sql "select count(*) from orgs where id = $ORG_B and help_text is null and opt_out_text is null and opt_in_text is null")" 1
-expect "other org prints the defaults" 0 "^opt-out	default	$DEF_OUT$" "$HERALD" org texts "$ORG_B"
+expect_short "other org prints the defaults" 0 "^opt-out	default	$DEF_OUT$" "$HERALD" org texts "$ORG_B"
 
 # --- herald rules test answers with the org's texts ---
 # reply ORG BODY: the text of the carrier (or rule) action's reply, from rules test --json.
@@ -100,7 +80,7 @@ same "rules test: UNSTOP (START family)" "$(reply "$ORG_A" $NUM_A unstop)" "$IN_
 same "rules test: HELP answers the org's help text" "$(reply "$ORG_A" $NUM_A HELP)" "$HELP_A"
 same "rules test: INFO too" "$(reply "$ORG_A" $NUM_A info)" "$HELP_A"
 same "rules test: a rule's opt-out action uses the org's text" "$(reply "$ORG_A" $NUM_A goodbye)" "$OUT_A"
-expect "rules test: text output names the carrier keyword" 0 "help \(carrier keyword HELP\): reply \"Acme help: call 555-0100 & see <acme\.example>\." \
+expect_short "rules test: text output names the carrier keyword" 0 "help \(carrier keyword HELP\): reply \"Acme help: call 555-0100 & see <acme\.example>\." \
   "$HERALD" rules test --org "$ORG_A" --number $NUM_A --body HELP
 same "rules test, other org: STOP default" "$(reply "$ORG_B" $NUM_B STOP)" "$DEF_OUT"
 same "rules test, other org: START default" "$(reply "$ORG_B" $NUM_B START)" "$DEF_IN"
@@ -139,25 +119,25 @@ same "webhook, other org: STOP default" "$(sms B +14155550102 STOP)" "$(twiml "$
 same "webhook, other org: START default" "$(sms B +14155550102 START)" "$(twiml "$DEF_IN")"
 
 # A change applies from the next message on; the longest allowed texts are answered whole.
-expect "change the help text while serve runs" 0 "^help	custom	Acme v2$" "$HERALD" org texts "$ORG_A" --help "Acme v2"
+expect_short "change the help text while serve runs" 0 "^help	custom	Acme v2$" "$HERALD" org texts "$ORG_A" --help "Acme v2"
 same "webhook: the next HELP has the new text" "$(sms A +14155550105 HELP)" "$(twiml "Acme v2")"
 max=$(printf 'x%.0s' $(seq 1530))
-expect "10 GSM-7 segments (1530 characters) are allowed" 0 "^help	custom	x{1530}$" "$HERALD" org texts "$ORG_A" --help "$max"
+expect_short "10 GSM-7 segments (1530 characters) are allowed" 0 "^help	custom	x{1530}$" "$HERALD" org texts "$ORG_A" --help "$max"
 same "webhook: a 10-segment help text is answered whole" "$(sms A +14155550106 HELP)" "$(twiml "$max")"
 maxu=$(printf 'ж%.0s' $(seq 670))
-expect "10 UCS-2 segments (670 characters) are allowed" 0 "^opt-in	custom	(ж){670}$" "$HERALD" org texts "$ORG_A" --opt-in "$maxu"
+expect_short "10 UCS-2 segments (670 characters) are allowed" 0 "^opt-in	custom	(ж){670}$" "$HERALD" org texts "$ORG_A" --opt-in "$maxu"
 same "webhook: a 10-segment UCS-2 opt-in text is answered whole" "$(sms A +14155550102 STOP >/dev/null; sms A +14155550102 START)" "$(twiml "$maxu")"
 sqlish="Acme'); DROP TABLE orgs; -- \$1 \\x00"
 same "SQL-looking text is only text (a backslash printed as \\\\)" "$("$HERALD" org texts "$ORG_A" --help "$sqlish" | head -1)" "help	custom	${sqlish//\\/\\\\}"
 same "SQL-looking text stored verbatim, orgs intact" "$(sql "select help_text from orgs where id = $ORG_A")/$(sql "select count(*) from orgs")" "$sqlish/2"
 
 # --- back to the defaults ---
-expect "--default help" 0 "^help	default	$DEF_HELP$" "$HERALD" org texts "$ORG_A" --default help
+expect_short "--default help" 0 "^help	default	$DEF_HELP$" "$HERALD" org texts "$ORG_A" --default help
 same "--default help: NULL in the database, the others kept" "$(sql "select (help_text is null)::text || '/' || (opt_out_text = \$t\$$OUT_A\$t\$)::text from orgs where id = $ORG_A")" "true/true"
 same "webhook: HELP back to the default" "$(sms A +14155550107 HELP)" "$(twiml "$DEF_HELP")"
-expect "set one, reset another in one call" 0 "^help	custom	Acme v3" "$HERALD" org texts "$ORG_A" --help "Acme v3" --default opt-out
+expect_short "set one, reset another in one call" 0 "^help	custom	Acme v3" "$HERALD" org texts "$ORG_A" --help "Acme v3" --default opt-out
 same "webhook: the reset opt-out text is the default again" "$(sms A +14155550108 STOP)" "$(twiml "$DEF_OUT")"
-expect "--default all" 0 "^opt-in	default	$DEF_IN$" "$HERALD" org texts "$ORG_A" --default all
+expect_short "--default all" 0 "^opt-in	default	$DEF_IN$" "$HERALD" org texts "$ORG_A" --default all
 same "--default all: all NULL" "$(sql "select count(*) from orgs where id = $ORG_A and help_text is null and opt_out_text is null and opt_in_text is null")" 1
 same "rules test: defaults again" "$(reply "$ORG_A" $NUM_A HELP)|$(reply "$ORG_A" $NUM_A START)" "$DEF_HELP|$DEF_IN"
 # A text stored empty by SQL (the command never stores one) counts as unset, as rules test reads it.
@@ -170,37 +150,36 @@ sql "update orgs set opt_out_text = NULL where id = $ORG_A" >/dev/null
 "$HERALD" org texts "$ORG_A" --help "Keep me" --opt-out "Keep me too" >/dev/null
 row() { sql "select md5(row(help_text, opt_out_text, opt_in_text)::text) from orgs order by id" | tr '\n' ' '; }
 before=$(row)
-expect "empty text: exit 2, points at --default" 2 "^herald: org texts: --help: empty text \(to go back to the default: --default help\)$" \
+expect_short "empty text: exit 2, points at --default" 2 "^herald: org texts: --help: empty text \(to go back to the default: --default help\)$" \
   "$HERALD" org texts "$ORG_A" --help ""
-expect "blank text: exit 2" 2 "^herald: org texts: --opt-out: empty text" "$HERALD" org texts "$ORG_A" --opt-out $' \n\t '
-expect "invalid UTF-8: exit 2" 2 "^herald: org texts: --opt-in: not valid UTF-8$" "$HERALD" org texts "$ORG_A" --opt-in $'caf\xe9 ok'
-expect "overlong UTF-8: exit 2" 2 "not valid UTF-8" "$HERALD" org texts "$ORG_A" --help $'\xc0\xafetc'
-expect "control character: exit 2" 2 "^herald: org texts: --help: control character at byte 4 \(only line breaks are allowed\)$" \
+expect_short "blank text: exit 2" 2 "^herald: org texts: --opt-out: empty text" "$HERALD" org texts "$ORG_A" --opt-out $' \n\t '
+expect_short "invalid UTF-8: exit 2" 2 "^herald: org texts: --opt-in: not valid UTF-8$" "$HERALD" org texts "$ORG_A" --opt-in $'caf\xe9 ok'
+expect_short "overlong UTF-8: exit 2" 2 "not valid UTF-8" "$HERALD" org texts "$ORG_A" --help $'\xc0\xafetc'
+expect_short "control character: exit 2" 2 "^herald: org texts: --help: control character at byte 4 \(only line breaks are allowed\)$" \
   "$HERALD" org texts "$ORG_A" --help $'Acme\x1b[31m'
-expect "C1 control character: exit 2" 2 "control character at byte 1 " "$HERALD" org texts "$ORG_A" --help $'A\xc2\x85B'
-expect "11 GSM-7 segments: exit 2 with the count" 2 "^herald: org texts: --help: 11 SMS segments \(GSM-7, 1531 characters\); at most 10 are allowed$" \
+expect_short "C1 control character: exit 2" 2 "control character at byte 1 " "$HERALD" org texts "$ORG_A" --help $'A\xc2\x85B'
+expect_short "11 GSM-7 segments: exit 2 with the count" 2 "^herald: org texts: --help: 11 SMS segments \(GSM-7, 1531 characters\); at most 10 are allowed$" \
   "$HERALD" org texts "$ORG_A" --help "${max}y"
-expect "11 UCS-2 segments: exit 2 with the count" 2 "^herald: org texts: --opt-in: 11 SMS segments \(UCS-2, 671 characters\); at most 10 are allowed$" \
+expect_short "11 UCS-2 segments: exit 2 with the count" 2 "^herald: org texts: --opt-in: 11 SMS segments \(UCS-2, 671 characters\); at most 10 are allowed$" \
   "$HERALD" org texts "$ORG_A" --opt-in "${maxu}ж"
-expect "one bad text of two: exit 2" 2 "--opt-out: empty text" "$HERALD" org texts "$ORG_A" --help "fine" --opt-out ""
-expect "a text given twice: exit 2" 2 "^herald: org texts: the help text is given more than once$" \
+expect_short "one bad text of two: exit 2" 2 "--opt-out: empty text" "$HERALD" org texts "$ORG_A" --help "fine" --opt-out ""
+expect_short "a text given twice: exit 2" 2 "^herald: org texts: the help text is given more than once$" \
   "$HERALD" org texts "$ORG_A" --help a --help b
-expect "set and reset one text: exit 2" 2 "the opt-in text is given more than once" "$HERALD" org texts "$ORG_A" --opt-in a --default all
-expect "--default of an unknown text: exit 2" 2 "^herald: org texts: --default takes help, opt-out, opt-in or all, not 'stop'$" \
+expect_short "set and reset one text: exit 2" 2 "the opt-in text is given more than once" "$HERALD" org texts "$ORG_A" --opt-in a --default all
+expect_short "--default of an unknown text: exit 2" 2 "^herald: org texts: --default takes help, opt-out, opt-in or all, not 'stop'$" \
   "$HERALD" org texts "$ORG_A" --default stop
-expect "an option without its value: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts "$ORG_A" --help
-expect "an unknown option: usage, exit 2" 2 "herald org texts ORG_ID" "$HERALD" org texts "$ORG_A" --stop "x"
-expect "no org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts
-expect "a malformed org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts "1 or 1=1" --help x
-expect "an empty org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts "" --help x
-expect "an org that does not exist: exit 1" 1 "^herald: org 99999999 does not exist$" "$HERALD" org texts 99999999 --help x
+expect_short "an option without its value: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts "$ORG_A" --help
+expect_short "an unknown option: usage, exit 2" 2 "herald org texts ORG_ID" "$HERALD" org texts "$ORG_A" --stop "x"
+expect_short "no org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts
+expect_short "a malformed org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts "1 or 1=1" --help x
+expect_short "an empty org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org texts "" --help x
+expect_short "an org that does not exist: exit 1" 1 "^herald: org 99999999 does not exist$" "$HERALD" org texts 99999999 --help x
 same "bad input changed nothing" "$(row)" "$before"
 same "webhook: still the texts set before the bad input" "$(sms A +14155550109 HELP)" "$(twiml "Keep me")"
-expect "org key with an empty org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org key ""
+expect_short "org key with an empty org id: usage, exit 2" 2 "^usage: herald org" "$HERALD" org key ""
 same "... and creates no default org" "$(sql "select count(*) from orgs where name = 'default'")" 0
 
 kill -TERM "$serve_pid"; wait "$serve_pid"; rc=$?; serve_pid=
 same "serve exits 0 on SIGTERM" "$rc" 0
 if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error' "$dir/serve.err"; then bad "no sanitizer reports" "$(grep -E 'Sanitizer|runtime error' "$dir/serve.err" | head -5)"; else ok "no sanitizer reports"; fi
-echo "$pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -10,8 +10,7 @@ HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 STATE=${HERALD_TEST_PG_STATE:?HERALD_TEST_PG_STATE must name the fixture cluster state file}
 SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 PSQL=${PSQL:-psql}
-pass=0
-failed=0
+. "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-rulescli.XXXXXX)
 base=$(cut -f2 "$STATE")
 dbname=rules_cli_$$
@@ -25,23 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-
-# expect NAME WANT_STATUS PATTERN CMD...: exit status and stdout+stderr matching PATTERN (ERE).
-expect() {
-  local name=$1 want=$2 pattern=$3 out rc
-  shift 3
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    bad "$name" "exit $rc, wanted $want: $out"
-  elif ! grep -Eq -- "$pattern" <<<"$out"; then
-    bad "$name" "output does not match /$pattern/: $out"
-  else
-    ok "$name"
-  fi
-}
 sql() { "$PSQL" "$DATABASE_URL" -Atqc "$1"; }
 
 cp "$SRC/examples/rules.json" "$dir/v1.json"
@@ -183,5 +165,4 @@ expect "load without file" 2 'load needs FILE.json' "$HERALD" rules load
 expect "test without --body" 2 'test needs --number E164 and --body TEXT' "$HERALD" rules test --number +15005550006
 expect "dangling option" 2 "incomplete argument '--number'" "$HERALD" rules list --number
 
-echo "$pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -13,8 +13,8 @@ set -uo pipefail
 HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 SIM=${TWILIO_SIM_BIN:?TWILIO_SIM_BIN must point at twilio-sim}
 STATE=${HERALD_TEST_PG_STATE:?fixture cluster state}
-pass=0
-failed=0
+SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-accounts.XXXXXX)
 pids=()
 
@@ -25,11 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-check() { # NAME GOT WANT_REGEX
-  if grep -Eq -- "$3" <<<"$2"; then ok "$1"; else bad "$1" "got: $(head -c 800 <<<"$2")"; fi
-}
 wait_for() { # SECONDS COMMAND...
   local t=$1; shift
   for _ in $(seq $((t * 10))); do "$@" && return 0; sleep 0.1; done
@@ -40,7 +35,6 @@ base=$(cut -f2 "$STATE")
 db="herald_accounts_$$"
 psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
 export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
-sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
 
 A_SID=AC0123456789abcdef0123456789abcdef
 A_TOKEN=tokenA_$RANDOM
@@ -63,17 +57,17 @@ export TWILIO_API_BASE_URL="http://$(head -1 "$dir/sim.out" | sed 's/^listening 
 
 # The simulator keeps accounts apart: B's credentials do not open A's messages.
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "$B_SID:$B_TOKEN" "$TWILIO_API_BASE_URL/2010-04-01/Accounts/$A_SID/Messages.json")
-check "sim: B's credentials on A's account -> 404" "$code" "^404$"
+check_long "sim: B's credentials on A's account -> 404" "$code" "^404$"
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "$B_SID:$B_TOKEN" "$TWILIO_API_BASE_URL/2010-04-01/Accounts/$B_SID/Messages.json")
-check "sim: B's credentials on B's account -> 200" "$code" "^200$"
+check_long "sim: B's credentials on B's account -> 200" "$code" "^200$"
 
 "$HERALD" db migrate >/dev/null 2>>"$dir/err.log"
 org_id() { awk '/^org_id/ {print $2}' <<<"$1"; }
 orgA=$(org_id "$("$HERALD" org create plain 2>>"$dir/err.log")")
 orgB=$(org_id "$("$HERALD" org create own --account-sid "$B_SID" --auth-token "$B_TOKEN" 2>>"$dir/err.log")")
 orgC=$(org_id "$(HERALD_MASTER_KEY=$KEY2 "$HERALD" org create lockedout --account-sid "$B_SID" --auth-token "$B_TOKEN" 2>>"$dir/err.log")")
-check "three orgs created" "$orgA $orgB $orgC" "^[0-9]+ [0-9]+ [0-9]+$"
-check "org B's token is stored sealed, not in clear" \
+check_long "three orgs created" "$orgA $orgB $orgC" "^[0-9]+ [0-9]+ [0-9]+$"
+check_long "org B's token is stored sealed, not in clear" \
   "$(sql "select position('$B_TOKEN'::bytea in twilio_auth_token_enc) from orgs where id=$orgB")" "^0$"
 
 new_campaign() { # ORG NAME N PREFIX -> campaign id
@@ -110,25 +104,24 @@ for c in "$cA:$orgA" "$cB:$orgB" "$cC:$orgC"; do
 done
 delivered() { [ "$(sql "select count(*) from outbox where campaign_id in ($cA, $cB) and state = 'delivered'")" = 80 ]; }
 wait_for 30 delivered
-check "org A (no credentials) sent under the environment's account" "$(ledger_accounts orgAcamp)" "^40 40 $A_SID$"
-check "org B sent under its own account" "$(ledger_accounts orgBcamp)" "^40 40 $B_SID$"
-check "B's status callbacks (signed with B's token) accepted: every row delivered" \
+check_long "org A (no credentials) sent under the environment's account" "$(ledger_accounts orgAcamp)" "^40 40 $A_SID$"
+check_long "org B sent under its own account" "$(ledger_accounts orgBcamp)" "^40 40 $B_SID$"
+check_long "B's status callbacks (signed with B's token) accepted: every row delivered" \
   "$(sql "select count(*) from outbox where campaign_id = $cB and state = 'delivered'")" "^40$"
-check "A's status callbacks accepted too" "$(sql "select count(*) from outbox where campaign_id = $cA and state = 'delivered'")" "^40$"
-check "no callback refused" "$(curl -s "http://127.0.0.1:$port/metrics" | grep 'herald_status_callbacks_total{outcome="forbidden"}' || echo none)" '(none| 0$)'
-check "org C (token sealed under another key) sent nothing, not even as A" "$(ledger_accounts orgCcamp)" "^0 0 -$"
-check "org C's rows wait, not failed" "$(sql "select count(*) from outbox where campaign_id = $cC and state in ('queued', 'sending')")" "^10$"
-check "serve says why org C does not send" "$(cat "$dir/serve.err")" "org $orgC: .*cannot be opened"
+check_long "A's status callbacks accepted too" "$(sql "select count(*) from outbox where campaign_id = $cA and state = 'delivered'")" "^40$"
+check_long "no callback refused" "$(curl -s "http://127.0.0.1:$port/metrics" | grep 'herald_status_callbacks_total{outcome="forbidden"}' || echo none)" '(none| 0$)'
+check_long "org C (token sealed under another key) sent nothing, not even as A" "$(ledger_accounts orgCcamp)" "^0 0 -$"
+check_long "org C's rows wait, not failed" "$(sql "select count(*) from outbox where campaign_id = $cC and state in ('queued', 'sending')")" "^10$"
+check_long "serve says why org C does not send" "$(cat "$dir/serve.err")" "org $orgC: .*cannot be opened"
 kill -TERM "$serve_pid"; wait "$serve_pid"; rc=$?
-check "serve stops gracefully" "$rc" "^0$"
+check_long "serve stops gracefully" "$rc" "^0$"
 
 # The CLI path: campaign run of an org-B campaign uses B's account too.
 cB2=$(new_campaign "$orgB" orgBrun 25 +1415554)
 out=$(HERALD_ORG=$orgB "$HERALD" campaign run "$cB2" 2>&1)
-check "campaign run (org B) completes" "$out" "completed: 25 recipients, 25 sent"
-check "campaign run sent under B's account" "$(ledger_accounts orgBrun)" "^25 25 $B_SID$"
+check_long "campaign run (org B) completes" "$out" "completed: 25 recipients, 25 sent"
+check_long "campaign run sent under B's account" "$(ledger_accounts orgBrun)" "^25 25 $B_SID$"
 
-check "no sanitizer reports" "$(cat "$dir"/*.err "$dir/err.log" 2>/dev/null | grep -c 'ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer')" "^0$"
+check_long "no sanitizer reports" "$(cat "$dir"/*.err "$dir/err.log" 2>/dev/null | grep -c 'ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer')" "^0$"
 psql "$base" -qc "DROP DATABASE $db" >/dev/null 2>&1
-echo "$pass passed, $failed failed"
-[ "$failed" = 0 ]
+summary

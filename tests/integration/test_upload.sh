@@ -11,8 +11,8 @@ HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 STATE=${HERALD_TEST_PG_STATE:?run through ctest (HERALD_TEST_PG_STATE)}
 DATA=${HERALD_TEST_DATA_DIR:-$(dirname "$0")/../data}/csv
 PSQL=${PSQL:-psql}
-pass=0
-failed=0
+SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-upload.XXXXXX)
 base=$(cut -f2 "$STATE")
 dbname="herald_upload_$$"
@@ -22,24 +22,6 @@ cleanup() {
   "$PSQL" "$base" -qc "DROP DATABASE IF EXISTS $dbname" >/dev/null 2>&1
 }
 trap cleanup EXIT
-
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-
-# expect NAME WANT_STATUS PATTERN CMD...: exit status and stdout+stderr matching PATTERN.
-expect() {
-  local name=$1 want=$2 pattern=$3 out rc
-  shift 3
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    bad "$name" "exit $rc, wanted $want: $(head -c 600 <<<"$out")"
-  elif ! grep -Eq -- "$pattern" <<<"$out"; then
-    bad "$name" "output does not match /$pattern/: $(head -c 600 <<<"$out")"
-  else
-    ok "$name"
-  fi
-}
 
 "$PSQL" "$base" -qc "DROP DATABASE IF EXISTS $dbname" >/dev/null 2>&1
 "$PSQL" "$base" -qc "CREATE DATABASE $dbname" >/dev/null || { echo "cannot create database"; exit 1; }
@@ -56,31 +38,31 @@ state() { sql "SELECT (SELECT count(*) FROM campaign_recipients r JOIN campaign_
 
 # ---- create: validation ----
 C=("$HERALD" campaign create --name t)
-expect "create: no body" 2 "body is required" "${C[@]}" --from +14155550100
-expect "create: no sender" 2 "exactly one sender" "${C[@]}" --body hi
-expect "create: two senders" 2 "exactly one sender" "${C[@]}" --body hi --from +14155550100 \
+expect_short "create: no body" 2 "body is required" "${C[@]}" --from +14155550100
+expect_short "create: no sender" 2 "exactly one sender" "${C[@]}" --body hi
+expect_short "create: two senders" 2 "exactly one sender" "${C[@]}" --body hi --from +14155550100 \
   --messaging-service MG0123456789abcdef0123456789abcdef
-expect "create: bad E.164" 2 "E.164" "${C[@]}" --body hi --from 4155550100
-expect "create: bad MG sid" 2 "MG followed by 32" "${C[@]}" --body hi --messaging-service MG123
-expect "create: body over 1600" 2 "limit is 1600" "${C[@]}" --from +14155550100 --body "$(head -c 1601 /dev/zero | tr '\0' a)"
-expect "create: unclosed template" 2 "not closed" "${C[@]}" --from +14155550100 --body "Hi {{name"
-expect "create: bad cron" 2 "cron" "${C[@]}" --from +14155550100 --body hi --cron "61 * * * *" --tz America/New_York
-expect "create: cron with 4 fields" 2 "5 fields" "${C[@]}" --from +14155550100 --body hi --cron "0 9 * *" --tz America/New_York
-expect "create: cron without tz" 2 "needs --tz" "${C[@]}" --from +14155550100 --body hi --cron "0 9 * * 1-5"
-expect "create: bad tz" 2 "unknown time zone" "${C[@]}" --from +14155550100 --body hi --tz Mars/Base
-expect "create: bad region" 2 "unknown region" "${C[@]}" --from +14155550100 --body hi --region QQ
-expect "create: bad quiet hours" 2 "HH:MM-HH:MM" "${C[@]}" --from +14155550100 --body hi --quiet-hours 21:00-09:00
-expect "create: bad footer policy" 2 "first, always or never" "${C[@]}" --from +14155550100 --body hi --footer-policy sometimes
-expect "create: footer without opt-out" 2 "opt-out language" "${C[@]}" --from +14155550100 --body hi --footer "Thanks"
-expect "create: bad rate" 2 "--rate" "${C[@]}" --from +14155550100 --body hi --rate -3
-expect "create: bad default" 2 "FIELD=VALUE" "${C[@]}" --from +14155550100 --body hi --default novalue
-expect "create: cron ok" 0 "^[0-9]+$" "${C[@]}" --messaging-service MG0123456789abcdef0123456789abcdef --body hi \
+expect_short "create: bad E.164" 2 "E.164" "${C[@]}" --body hi --from 4155550100
+expect_short "create: bad MG sid" 2 "MG followed by 32" "${C[@]}" --body hi --messaging-service MG123
+expect_short "create: body over 1600" 2 "limit is 1600" "${C[@]}" --from +14155550100 --body "$(head -c 1601 /dev/zero | tr '\0' a)"
+expect_short "create: unclosed template" 2 "not closed" "${C[@]}" --from +14155550100 --body "Hi {{name"
+expect_short "create: bad cron" 2 "cron" "${C[@]}" --from +14155550100 --body hi --cron "61 * * * *" --tz America/New_York
+expect_short "create: cron with 4 fields" 2 "5 fields" "${C[@]}" --from +14155550100 --body hi --cron "0 9 * *" --tz America/New_York
+expect_short "create: cron without tz" 2 "needs --tz" "${C[@]}" --from +14155550100 --body hi --cron "0 9 * * 1-5"
+expect_short "create: bad tz" 2 "unknown time zone" "${C[@]}" --from +14155550100 --body hi --tz Mars/Base
+expect_short "create: bad region" 2 "unknown region" "${C[@]}" --from +14155550100 --body hi --region QQ
+expect_short "create: bad quiet hours" 2 "HH:MM-HH:MM" "${C[@]}" --from +14155550100 --body hi --quiet-hours 21:00-09:00
+expect_short "create: bad footer policy" 2 "first, always or never" "${C[@]}" --from +14155550100 --body hi --footer-policy sometimes
+expect_short "create: footer without opt-out" 2 "opt-out language" "${C[@]}" --from +14155550100 --body hi --footer "Thanks"
+expect_short "create: bad rate" 2 "--rate" "${C[@]}" --from +14155550100 --body hi --rate -3
+expect_short "create: bad default" 2 "FIELD=VALUE" "${C[@]}" --from +14155550100 --body hi --default novalue
+expect_short "create: cron ok" 0 "^[0-9]+$" "${C[@]}" --messaging-service MG0123456789abcdef0123456789abcdef --body hi \
   --cron "0 9 * * mon-fri" --tz America/New_York --quiet-hours 09:00-20:00 --footer-policy always --price-per-segment 0.01
 
 cid=$("$HERALD" campaign create --name main --body "Hi {{first_name}}, {{city}} deals today" --from +14155550100 \
   --default city=our --rate 10 2>/dev/null)
 if [[ "$cid" =~ ^[0-9]+$ ]]; then ok "create prints the id ($cid)"; else bad "create prints the id" "$cid"; exit 1; fi
-expect "unknown verb" 2 "unknown subcommand" "$HERALD" campaign frobnicate
+expect_short "unknown verb" 2 "unknown subcommand" "$HERALD" campaign frobnicate
 "$HERALD" campaign start 999999 >/dev/null 2>&1
 rc=$?
 [ "$rc" -le 2 ] && ok "campaign start answers (exit $rc)" || bad "campaign start answers" "exit $rc"
@@ -99,20 +81,20 @@ phone,first_name,city,tags,timezone
 "4155550106","Quoted, Name","Rome",x;y,
 4155550107,Eve,,,Mars/Olympus
 EOF
-expect "upload: summary" 0 "accepted: 3" "$HERALD" campaign upload "$cid" "$dir/a.csv"
+expect_short "upload: summary" 0 "accepted: 3" "$HERALD" campaign upload "$cid" "$dir/a.csv"
 got=$(sql "SELECT count(*) || '/' || (SELECT count(*) FROM outbox WHERE campaign_id = $cid) || '/' ||
   (SELECT total || ',' || filled FROM campaign_fill WHERE campaign_id = $cid)
   FROM campaign_recipients r JOIN campaign_uploads u ON u.id = r.upload_id WHERE u.campaign_id = $cid")
 [ "$got" = "3/0/3,0" ] && ok "upload stores 3 recipients; the outbox is filled while sending" \
   || bad "upload stores 3 recipients; the outbox is filled while sending" "$got"
-expect "status before the fill: 3 queued" 0 '"queued":3' "$HERALD" campaign status "$cid" --json
+expect_short "status before the fill: 3 queued" 0 '"queued":3' "$HERALD" campaign status "$cid" --json
 fill "$cid"
 got=$(sql "SELECT count(*) FROM outbox WHERE campaign_id = $cid AND state = 'queued'")
 [ "$got" = 3 ] && ok "3 rows queued" || bad "3 rows queued" "$got"
 got=$(sql "SELECT total || ',' || filled FROM campaign_fill WHERE campaign_id = $cid")
 [ "$got" = "3,3" ] && ok "fill cursor at the end" || bad "fill cursor at the end" "$got"
 [ "$(sql "SELECT herald_fill($cid, 1000)")" = 0 ] && ok "fill again: nothing left" || bad "fill again: nothing left" "?"
-expect "status answers" 0 "queued" "$HERALD" campaign status "$cid" --json
+expect_short "status answers" 0 "queued" "$HERALD" campaign status "$cid" --json
 out=$("$HERALD" campaign rejects "$cid")
 for want in "row 4: duplicate: duplicate of row 2" "row 5: invalid_number: too_short" "row 6: missing_phone" \
             "row 7: suppressed" "row 8: missing_field: missing field first_name" "row 10: invalid_timezone"; do
@@ -137,20 +119,20 @@ got=$(sql "SELECT count(*) FROM outbox WHERE to_e164 = '+14155550104'")
 
 # ---- idempotency, dry run, duplicates across uploads, stdin ----
 before=$(state "$cid")
-expect "same file again: says so" 0 "already uploaded" "$HERALD" campaign upload "$cid" "$dir/a.csv"
+expect_short "same file again: says so" 0 "already uploaded" "$HERALD" campaign upload "$cid" "$dir/a.csv"
 [ "$(state "$cid")" = "$before" ] && ok "same file again: nothing changed" || bad "same file again: nothing changed" "$(state "$cid")"
 printf 'phone,first_name\n4155550102,Bob\n4155550108,New\n' >"$dir/b.csv"
-expect "dry run" 0 "dry run: nothing queued" "$HERALD" campaign upload "$cid" "$dir/b.csv" --dry-run
+expect_short "dry run" 0 "dry run: nothing queued" "$HERALD" campaign upload "$cid" "$dir/b.csv" --dry-run
 [ "$(state "$cid")" = "$before" ] && ok "dry run: nothing changed" || bad "dry run: nothing changed" "$(state "$cid")"
-expect "second file: cross-upload duplicate" 0 "duplicate: 1" "$HERALD" campaign upload "$cid" - <"$dir/b.csv"
+expect_short "second file: cross-upload duplicate" 0 "duplicate: 1" "$HERALD" campaign upload "$cid" - <"$dir/b.csv"
 "$HERALD" campaign rejects "$cid" | grep -q "duplicate of row 3 of upload" && ok "cross-upload duplicate names the row" \
   || bad "cross-upload duplicate names the row" "$("$HERALD" campaign rejects "$cid")"
 fill "$cid"
 got=$(sql "SELECT body FROM outbox WHERE campaign_id = $cid AND to_e164 = '+14155550108'")
 [ "$got" = $'Hi New, our deals today\nReply STOP to opt out' ] && ok "stdin upload queued" || bad "stdin upload queued" "$got"
-expect "upload: unknown campaign" 1 "no campaign" "$HERALD" campaign upload 999999 "$dir/b.csv"
-expect "upload: missing file" 1 "No such file" "$HERALD" campaign upload "$cid" "$dir/nope.csv"
-expect "upload: usage" 2 "usage" "$HERALD" campaign upload "$cid"
+expect_short "upload: unknown campaign" 1 "no campaign" "$HERALD" campaign upload 999999 "$dir/b.csv"
+expect_short "upload: missing file" 1 "No such file" "$HERALD" campaign upload "$cid" "$dir/nope.csv"
+expect_short "upload: usage" 2 "usage" "$HERALD" campaign upload "$cid"
 
 # ---- bad input: each a clear error, or per-row rejects; never a half-queued campaign ----
 bid=$("$HERALD" campaign create --name bad --body "Hi {{first_name}}" --default first_name=there --from +14155550100)
@@ -158,7 +140,7 @@ bid=$("$HERALD" campaign create --name bad --body "Hi {{first_name}}" --default 
 fatal() {
   local before
   before=$(state "$bid")
-  expect "bad input: $1" 1 "$3" "$HERALD" campaign upload "$bid" "$2"
+  expect_short "bad input: $1" 1 "$3" "$HERALD" campaign upload "$bid" "$2"
   [ "$(state "$bid")" = "$before" ] && ok "bad input: $1: nothing queued" || bad "bad input: $1: nothing queued" "$(state "$bid")"
 }
 : >"$dir/empty.csv"
@@ -181,7 +163,7 @@ fatal "JSON file" "$dir/data.json" "is this a CSV file|no phone column"
 # perrow NAME FILE WANT_ACCEPTED REJECT_PATTERN: exit 0, per-row rejects with row numbers.
 perrow() {
   local out
-  expect "bad input: $1" 0 "accepted: $3" "$HERALD" campaign upload "$bid" "$2"
+  expect_short "bad input: $1" 0 "accepted: $3" "$HERALD" campaign upload "$bid" "$2"
   out=$("$HERALD" campaign rejects "$bid")
   grep -Eq -- "$4" <<<"$out" && ok "bad input: $1: reject $4" || bad "bad input: $1: reject $4" "$out"
 }
@@ -230,7 +212,7 @@ done
 # ---- existing contacts: merged, not duplicated; deletes of parents reach the outbox ----
 mid=$("$HERALD" campaign create --name merge --body "Hi {{first_name}}" --from +14155550100)
 printf 'phone,first_name,tags\n+14155550106,Quoted Name,"z,x"\n+14155550999,New,\n' >"$dir/merge.csv"
-expect "upload to a second campaign" 0 "accepted: 2" "$HERALD" campaign upload "$mid" "$dir/merge.csv"
+expect_short "upload to a second campaign" 0 "accepted: 2" "$HERALD" campaign upload "$mid" "$dir/merge.csv"
 fill "$mid"
 got=$(sql "SELECT count(*) || ' ' || tags::text || ' ' || (attributes->>'first_name') FROM contacts
   WHERE e164 = '+14155550106' GROUP BY tags, attributes")
@@ -259,5 +241,4 @@ got=$(sql "SELECT count(*) FROM contacts")
 got=$(sql "INSERT INTO outbox (org_id, to_e164, body, segments, encoding, state) VALUES (1, '+14155550100', 'x', 1, 'GSM-7', 'bogus')" 2>&1)
 case "$got" in *outbox_state_check*) ok "unknown outbox state refused" ;; *) bad "unknown outbox state refused" "$got" ;; esac
 
-echo "$pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -13,8 +13,7 @@ HERALD=${HERALD_BIN:?HERALD_BIN must point at the herald binary}
 STATE=${HERALD_TEST_PG_STATE:?fixture cluster state}
 SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 POST="python3 $SRC/tests/integration/test_webhook_post.py"
-pass=0
-failed=0
+. "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-webhook.XXXXXX)
 serve_pid=
 recv_pid=
@@ -26,19 +25,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && printf '  %s\n' "$2"; }
-check() { # NAME GOT WANT_REGEX
-  if grep -Eq -- "$3" <<<"$2"; then ok "$1"; else bad "$1" "got: $(head -c 600 <<<"$2")"; fi
-}
-
 base=$(cut -f2 "$STATE")
 db="herald_wh_$$"
 psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
 export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
 export HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 unset TWILIO_AUTH_TOKEN HERALD_WEBHOOK_INSECURE
-sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
 
 TOKEN=tok_$RANDOM$RANDOM
 ACC=AC0123456789abcdef0123456789abcdef
@@ -454,5 +446,4 @@ check "no full phone number or token in the log" "$(grep -c -e '+14155550110' -e
 kill -TERM "$serve_pid"; wait "$serve_pid"; rc=$?; serve_pid=
 check "SIGTERM: exit 0" "$rc" "^0$"
 psql "$base" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null 2>&1
-echo "$pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

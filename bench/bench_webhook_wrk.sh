@@ -120,6 +120,10 @@ wal_ready() { sql "select count(*) from pg_ls_waldir() where name ~ '^[0-9A-F]{2
 echo "WAL: $(wal_ready) segments ready for reuse before the run (WAL_WARM=${WAL_WARM:-on})"
 wal_before=$(sql "select pg_current_wal_lsn()")
 batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="${1:-herald_webhook_batches_total}" '$1 == m { print $2 }'; }
+# Time the hypervisor gave the machine's CPUs to others (steal, /proc/stat), in ticks: a
+# run with much of it measured a slower machine, not a slower build.
+steal() { awk '/^cpu / { print $9 }' /proc/stat; }
+steal_before=$(steal)
 cpu_before="$(ticks "$serve_pid") $(pg_ticks)"
 kinds_before=$(pg_kinds)
 batches_before=$(batches); paced_before=$(batches herald_webhook_batches_paced_total); paced_before=${paced_before:-0}
@@ -180,6 +184,8 @@ if [ -n "${STATEMENTS:-}" ]; then
 fi
 n=$(( $(sql "select count(*) from messages where direction = 'inbound'") - msgs_before ))
 cpu_report "$cpu_before" "$n"
+awk -v t="$(( $(steal) - steal_before ))" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { printf "CPU stolen by the hypervisor during the run: %.2f s (both cores)\n", t / hz }'
 awk -v b="$(sql "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_before')")" -v n="$n" -v left="$(wal_ready)" \
   'BEGIN { if (n > 0) printf "WAL: %.1f MB written, %.0f bytes per request; %d segments still ready\n", b / 1048576, b / n, left }'
 { echo "$kinds_before" | sed 's/^/0 /'; pg_kinds | sed 's/^/1 /'; } | awk -v n="$n" -v hz="$(getconf CLK_TCK)" '

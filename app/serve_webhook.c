@@ -22,9 +22,9 @@
  * connection is in flight, so batches grow with the load and a lone request goes out
  * at once. A batch of a kind that could go while another is in flight waits until
  * HERALD_WEBHOOK_BATCH_GAP_US (2 ms) after the previous one went out, or until half a
- * batch is queued (hold_batch()): at 2,000 requests/s it made batches of 2.5 instead of 2.0 and cut
- * Postgres's CPU per request by 15% (each batched statement has a large fixed cost).
- * A batch that fails for a reason of its own (a duplicate MessageSid, a
+ * batch is queued (hold_batch()): at 2,000 requests/s it made batches of 2.5 instead
+ * of 2.0 and cut Postgres's CPU per request by 15% (each batched statement has a
+ * large fixed cost). A batch that fails for a reason of its own (a duplicate MessageSid, a
  * deadlock) is applied again document by document (herald_inbound_apply), each in its
  * own transaction, which gives exactly the single-request outcome.
  * Any database failure answers 503 so that Twilio retries; nothing answers 200
@@ -1294,7 +1294,6 @@ static int open_token(webhook_t *wh, const char *sealed, char *out, size_t outle
     return 0;
 }
 
-/* Checks the signature; answers 403/400 itself and returns -1 when it fails. */
 /* 0 when r's X-Twilio-Signature is that of its URL and form under token (else see twilio_signature_strerror()). */
 static int signature_check(wh_req_t *r, const http_form_t *form, const char *token)
 {
@@ -1316,6 +1315,7 @@ static int signature_check(wh_req_t *r, const http_form_t *form, const char *tok
     return twilio_signature_validate_form(token, url, params, form->count, r->signature);
 }
 
+/* Checks the signature; answers 403/400 itself and returns -1 when it fails. */
 static int check_signature(wh_req_t *r, const http_form_t *form, const PGresult *res, int row, int base)
 {
     webhook_t *wh = r->wh;

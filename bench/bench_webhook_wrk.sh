@@ -119,14 +119,15 @@ fi
 wal_ready() { sql "select count(*) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$' and name > pg_walfile_name(pg_current_wal_lsn())"; }
 echo "WAL: $(wal_ready) segments ready for reuse before the run (WAL_WARM=${WAL_WARM:-on})"
 wal_before=$(sql "select pg_current_wal_lsn()")
-batches() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="${1:-herald_webhook_batches_total}" '$1 == m { print $2 }'; }
+metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }  # NAME: an unlabelled one
 # Time the hypervisor gave the machine's CPUs to others (steal, /proc/stat), in ticks: a
 # run with much of it measured a slower machine, not a slower build.
 steal() { awk '/^cpu / { print $9 }' /proc/stat; }
 steal_before=$(steal)
 cpu_before="$(ticks "$serve_pid") $(pg_ticks)"
 kinds_before=$(pg_kinds)
-batches_before=$(batches); paced_before=$(batches herald_webhook_batches_paced_total); paced_before=${paced_before:-0}
+batches_before=$(metric herald_webhook_batches_total); paced_before=$(metric herald_webhook_batches_paced_total)
+paced_before=${paced_before:-0} # a build without pacing
 msgs_before=$(sql "select count(*) from messages where direction = 'inbound'")
 
 if [ "$DRIVER" = load ]; then
@@ -194,7 +195,8 @@ awk -v b="$(sql "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_before')")" 
         for (k in e) printf " %s %.0f", k, (e[k] - b[k]) * 1e6 / hz / n; printf "\n" } }'
 # Each message takes part in one context batch and one apply batch: the CPU per message
 # depends on how many share them.
-awk -v b="$(( $(batches) - batches_before ))" -v n="$n" -v p="$(( $(batches herald_webhook_batches_paced_total) - paced_before ))" \
+awk -v b="$(( $(metric herald_webhook_batches_total) - batches_before ))" -v n="$n" \
+  -v p="$(( $(metric herald_webhook_batches_paced_total) - paced_before ))" \
   'BEGIN { if (b > 0) printf "batched statements: %d, %.1f messages each; %d held back (HERALD_WEBHOOK_BATCH_GAP_US)\n", b, 2 * n / b, p }'
 read -r inbound price twiml <<<"$(sql "select count(*) filter (where direction = 'inbound'),
   count(*) filter (where direction = 'inbound' and body ~* '\\m(price|cost)\\M'),

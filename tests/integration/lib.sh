@@ -18,6 +18,11 @@
 #                              expect, printing 600 bytes of the output on failure
 #   sql QUERY                  psql -XAtqc QUERY on $DATABASE_URL (a script may define
 #                              its own sql instead)
+#   fresh_db PREFIX            creates the database PREFIX_$$ in the fixture cluster
+#                              (the state file $STATE) and exports DATABASE_URL for it;
+#                              sets base (the cluster's postgres database) and db first;
+#                              exits 1 when it cannot
+#   master_key                 prints a new random HERALD_MASTER_KEY (64 hex digits)
 #   summary                    prints "N passed, M failed"; returns non-zero on failure
 #                              (a script's last command, so its exit status)
 
@@ -55,5 +60,13 @@ expect() { _expect "" "$@"; }
 expect_short() { _expect 600 "$@"; }
 
 sql() { psql "$DATABASE_URL" -XAtqc "$1"; }
+
+fresh_db() {
+  base=$(cut -f2 "$STATE")
+  db="$1_$$"
+  psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database $db"; exit 1; }
+  export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+}
+master_key() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 summary() { echo "$pass passed, $failed failed"; [ "$failed" -eq 0 ]; }

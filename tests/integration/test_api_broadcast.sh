@@ -18,8 +18,6 @@ STATE=${HERALD_TEST_PG_STATE:?run through ctest (HERALD_TEST_PG_STATE)}
 SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-apibc.XXXXXX)
-base=$(cut -f2 "$STATE")
-db="herald_apibc_$$"
 serve_pid=
 cleanup() {
   [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
@@ -28,8 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || exit 1
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+fresh_db herald_apibc
 unset HERALD_ORG
 
 A=$("$HERALD" org create alpha 2>/dev/null)

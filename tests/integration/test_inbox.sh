@@ -20,10 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-base=$(cut -f2 "$STATE")
-db="herald_inbox_$$"
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || exit 1
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+fresh_db herald_inbox
 unset HERALD_ORG
 
 A=$("$HERALD" org create alpha --number +15005550001 --number +15005550002 2>/dev/null)

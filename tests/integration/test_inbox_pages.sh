@@ -12,10 +12,7 @@ STATE=${HERALD_TEST_PG_STATE:?fixture cluster state}
 SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$SRC/tests/integration/lib.sh" || exit 1
 
-base=$(cut -f2 "$STATE")
-db="herald_pages_$$"
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || exit 1
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+fresh_db herald_pages
 trap 'psql "$base" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1' EXIT
 sql() { psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 "$HERALD" db migrate >/dev/null || { echo "migrate failed"; exit 1; }

@@ -17,8 +17,6 @@ SRC=${HERALD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 POST="python3 $SRC/tests/integration/test_webhook_post.py"
 . "$SRC/tests/integration/lib.sh" || exit 1
 dir=$(mktemp -d /tmp/herald-orgtexts.XXXXXX)
-base=$(cut -f2 "$STATE")
-db="herald_orgtexts_$$"
 serve_pid=
 cleanup() {
   [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
@@ -27,9 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
-export HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+fresh_db herald_orgtexts
+export HERALD_MASTER_KEY=$(master_key)
 unset HERALD_ORG TWILIO_AUTH_TOKEN HERALD_WEBHOOK_INSECURE
 
 DEF_HELP='Reply STOP to unsubscribe. Msg&data rates may apply.'

@@ -25,10 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-base=$(cut -f2 "$STATE")
-db="herald_sched_$$"
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+fresh_db herald_sched
 
 export TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef
 export TWILIO_AUTH_TOKEN=simtoken_$RANDOM

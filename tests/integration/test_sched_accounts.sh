@@ -31,10 +31,7 @@ wait_for() { # SECONDS COMMAND...
   return 1
 }
 
-base=$(cut -f2 "$STATE")
-db="herald_accounts_$$"
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
+fresh_db herald_accounts
 
 A_SID=AC0123456789abcdef0123456789abcdef
 A_TOKEN=tokenA_$RANDOM

@@ -25,11 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-base=$(cut -f2 "$STATE")
-db="herald_wh_$$"
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
-export HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+fresh_db herald_wh
+export HERALD_MASTER_KEY=$(master_key)
 unset TWILIO_AUTH_TOKEN HERALD_WEBHOOK_INSECURE
 
 TOKEN=tok_$RANDOM$RANDOM

@@ -25,11 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-base=$(cut -f2 "$STATE")
-db="herald_whjobs_$$"
-psql "$base" -qc "CREATE DATABASE $db" >/dev/null || { echo "cannot create database"; exit 1; }
-export DATABASE_URL="${base/dbname=postgres/dbname=$db}"
-export HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+fresh_db herald_whjobs
+export HERALD_MASTER_KEY=$(master_key)
 unset TWILIO_AUTH_TOKEN HERALD_WEBHOOK_INSECURE HERALD_AUTOMATION_SECRET
 
 TOKEN=tok_$RANDOM$RANDOM
@@ -205,7 +202,7 @@ sleep 0.2
 kill -9 "$last_pid"; wait "$last_pid" 2>/dev/null
 recv_start
 n_hook=$(grep -c '"/hook"' "$dir/recv.log")
-HERALD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') serve_start h
+HERALD_MASTER_KEY=$(master_key) serve_start h
 wait_for "select count(*) from conversation_events where detail->>'status' = 'pending'" 0 \
   && ok "another master key: nothing left pending" || bad "another master key: still pending"
 check "another master key: failed with the reason" \
